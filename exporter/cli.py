@@ -1,0 +1,146 @@
+"""The `exaone4-export` command line: a thin layer over the library.
+
+Every command turns its options into library calls. Bad input raised as
+`InputError` becomes one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .errors import InputError
+from .tiny import BUNDLED_NAME, TINY_DIR
+
+EXIT_BAD_INPUT = 2
+
+
+def model_dir(value: str) -> Path:
+    """A checkpoint directory; the literal `bundled:tiny` names the bundled model."""
+    return TINY_DIR if value == BUNDLED_NAME else Path(value)
+
+
+def reports_bad_input(command):
+    """Turn InputError (and Ctrl-C) into a one-line message and a non-zero exit."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except InputError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="exaone4-export")
+def main() -> None:
+    """Export EXAONE 4.0 checkpoints to ONNX / TensorRT / Triton at numerical parity.
+
+    CHECKPOINT arguments take a Hugging Face checkpoint directory, or
+    `bundled:tiny` for the small trained model that ships with the tool.
+    """
+
+
+@main.command()
+@click.argument("checkpoint", default=BUNDLED_NAME)
+@click.option("--json", "as_json", is_flag=True, help="Print the parsed architecture as JSON.")
+@reports_bad_input
+def inspect(checkpoint: str, as_json: bool) -> None:
+    """Print the parsed architecture of CHECKPOINT: layer kinds, window, RoPE, size."""
+    from .checkpoint import Checkpoint
+
+    ckpt = Checkpoint.open(model_dir(checkpoint))
+    summary = ckpt.config.to_summary()
+    summary.update(directory=str(ckpt.directory), storage_dtype=ckpt.dtype, size_bytes=ckpt.size_bytes)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(summary, indent=2))
+        return
+    Console().print(_architecture_table(summary))
+
+
+def _architecture_table(summary: dict) -> Table:
+    table = Table(title=f"EXAONE 4 checkpoint {summary['directory']}", show_header=False)
+    kinds = summary["layer_kinds"]
+    pattern = "".join("L" if k == "sliding_attention" else "G" for k in kinds)
+    rope = summary["rope"]
+    rope_layers = [i for i, r in enumerate(summary["layer_rope"]) if r]
+    rows = [
+        ("parameters", f"{summary['parameters']:,}"),
+        ("storage", f"{summary['storage_dtype']}, {summary['size_bytes'] / 2**20:.1f} MiB"),
+        ("layers", f"{summary['num_layers']} ({pattern}: L sliding, G global)"),
+        ("sliding window", str(summary["sliding_window"])),
+        ("hidden / intermediate", f"{summary['hidden_size']} / {summary['intermediate_size']}"),
+        ("heads / kv heads / head_dim", f"{summary['num_heads']} / {summary['num_kv_heads']} / {summary['head_dim']}"),
+        ("rope", f"{rope['type']}, theta {rope['theta']:g}" + (f", factor {rope['factor']:g}" if rope["type"] != "default" else "")),
+        ("rope on layers", "all" if len(rope_layers) == len(kinds) else ", ".join(map(str, rope_layers)) or "none"),
+        ("vocab", str(summary["vocab_size"])),
+        ("tied embeddings", str(summary["tie_word_embeddings"])),
+        ("max positions", str(summary["max_position_embeddings"])),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+@main.command()
+@click.argument("model", default=BUNDLED_NAME)
+@click.option("--prompt", required=True, help="The user message.")
+@click.option("--system", default=None, help="An optional system message.")
+@click.option("--max-new-tokens", default=48, show_default=True, type=click.IntRange(1, 1 << 20))
+@click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0.0))
+@click.option("--top-k", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--think", is_flag=True, help="Reasoning mode: open a <think> block.")
+@reports_bad_input
+def generate(model, prompt, system, max_new_tokens, temperature, top_k, top_p, seed, think) -> None:
+    """Chat with MODEL through the reference PyTorch model, streaming tokens."""
+    from .chat import ChatTokenizer
+    from .checkpoint import Checkpoint
+    from .generate import Sampling, generate_tokens
+    from .load import load_reference_model
+
+    directory = model_dir(model)
+    ckpt = Checkpoint.open(directory)
+    tokenizer = ChatTokenizer.open(directory)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    prompt_ids = tokenizer.encode(tokenizer.render(messages, enable_thinking=think))
+    if len(prompt_ids) + max_new_tokens > ckpt.config.max_position_embeddings:
+        raise InputError("--max-new-tokens", f"prompt ({len(prompt_ids)} tokens) plus new tokens exceed the context of {ckpt.config.max_position_embeddings}")
+    reference = load_reference_model(ckpt)
+    stop = {t for t in (*ckpt.config.eos_token_ids, tokenizer.token_id("[|endofturn|]")) if t is not None}
+    sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    start, tokens, first = time.perf_counter(), [], None
+    text_so_far = ""
+    for token in generate_tokens(reference, prompt_ids, max_new_tokens, stop, sampling):
+        first = first or time.perf_counter()
+        tokens.append(token)
+        text = tokenizer.decode(tokens, skip_special_tokens=False)
+        click.echo(text[len(text_so_far):], nl=False)
+        text_so_far = text
+    end = time.perf_counter()
+    click.echo()
+    decode_tokens = max(len(tokens) - 1, 1)
+    click.echo(
+        f"[prefill {len(prompt_ids)} tokens at {len(prompt_ids) / (first - start):.0f} tok/s, "
+        f"decode {len(tokens) - 1} tokens at {decode_tokens / max(end - first, 1e-9):.0f} tok/s]",
+        err=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The command line: commands listed, inspect output, and bad input as one line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from safetensors.torch import load_file, save_file
+
+from exaone4.exporter.cli import main
+
+from conftest import SMALL_CONFIG, write_json, write_random_checkpoint
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_help_lists_commands():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("inspect", "generate"):
+        assert command in result.output
+
+
+def test_inspect_prints_architecture(tmp_path):
+    result = run("inspect", write_random_checkpoint(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["layer_kinds"] == ["sliding_attention", "full_attention"]
+    assert summary["layer_rope"] == [True, False]
+    assert summary["sliding_window"] == 4 and summary["storage_dtype"] == "F32"
+    assert summary["parameters"] > 0 and summary["size_bytes"] > 0
+
+
+def test_inspect_bundled_model_table():
+    result = run("inspect", "bundled:tiny")
+    assert result.exit_code == 0, result.output
+    assert "LLLGLLLG" in result.output and "llama3" in result.output
+
+
+def _other_model_type(d):
+    write_random_checkpoint(d)
+    write_json(d / "config.json", dict(SMALL_CONFIG, model_type="llama"))
+
+
+def _unknown_rope(d):
+    write_random_checkpoint(d)
+    write_json(d / "config.json", dict(SMALL_CONFIG, rope_scaling={"rope_type": "yarn", "factor": 2.0}))
+
+
+def _truncated(d):
+    write_random_checkpoint(d)
+    data = (d / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(data[:-64])
+
+
+def _absent_shard(d):
+    write_random_checkpoint(d)
+    write_json(d / "model.safetensors.index.json", {"weight_map": {"model.norm.weight": "model-00002.safetensors"}})
+
+
+def _wrong_shape(d):
+    write_random_checkpoint(d)
+    tensors = load_file(d / "model.safetensors")
+    tensors["model.norm.weight"] = tensors["model.norm.weight"][:-1].clone()
+    save_file(tensors, str(d / "model.safetensors"))
+
+
+def _missing_config(d):
+    write_random_checkpoint(d)
+    (d / "config.json").unlink()
+
+
+@pytest.mark.parametrize(
+    "breakage, expected",
+    [
+        (_other_model_type, "config.json: model_type: is 'llama', expected 'exaone4'"),
+        (_unknown_rope, "rope_scaling.rope_type: 'yarn' is not supported"),
+        (_truncated, "model.safetensors: not a readable safetensors file"),
+        (_absent_shard, "model-00002.safetensors: shard named in the index is missing"),
+        (_wrong_shape, "'model.norm.weight' has shape [31], expected [32]"),
+        (_missing_config, "config.json: config.json not found"),
+    ],
+)
+def test_bad_checkpoints_exit_2_with_one_line(tmp_path, breakage, expected):
+    breakage(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = subprocess.run(
+        [sys.executable, "-m", "exaone4.exporter.cli", "inspect", str(tmp_path)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
