@@ -1,0 +1,177 @@
+"""Export a checkpoint to ONNX: trace, bind weights lazily, run the target's passes, save.
+
+    export_checkpoint(Path("ckpt"), Path("out"), ExportOptions(target="ort"))
+
+The result is a directory holding `model.onnx` (plus `model.onnx.data` when the
+weights exceed what one protobuf may hold), the tokenizer and config files of
+the checkpoint, and `export.json`, the manifest (docs/io-contract.md). Memory
+stays flat in model size: the model is traced with fake weights and the real
+ones are streamed from safetensors into the output one tensor at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx_ir as ir
+import torch
+
+from ..graphs.attention_function import OPSET, add_attention_function
+from ..graphs.pipeline import TARGETS, run_pipeline
+from .checkpoint import Checkpoint
+from .errors import InputError
+from .output_dir import staged_directory
+from .trace import trace
+from .weights import bind_weights
+
+MANIFEST = "export.json"
+MODEL_FILE = "model.onnx"
+DATA_FILE = "model.onnx.data"
+EXTERNAL_DATA_THRESHOLD = 1 << 30  # bytes of weights above which they go to model.onnx.data
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
+COPIED_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export: the lowering target and the weight/activation dtype."""
+
+    target: str = "canonical"
+    dtype: str = "float32"
+    force: bool = False
+
+    def validate(self) -> None:
+        if self.target not in TARGETS:
+            raise InputError("--target", f"{self.target!r} is not one of {', '.join(TARGETS)}")
+        if self.dtype not in DTYPES:
+            raise InputError("--dtype", f"{self.dtype!r} is not one of {', '.join(DTYPES)}")
+
+
+def export_checkpoint(
+    checkpoint_dir: Path,
+    out: Path,
+    options: ExportOptions = ExportOptions(),
+    progress: Callable[[str], None] = lambda step: None,
+) -> dict:
+    """Export and return the manifest written to `out/export.json`."""
+    options.validate()
+    started = time.perf_counter()
+    progress("reading checkpoint")
+    checkpoint = Checkpoint.open(checkpoint_dir)
+    with staged_directory(Path(out), marker=MANIFEST, force=options.force) as staging:
+        dtype = DTYPES[options.dtype]
+        progress("tracing with fake weights")
+        model = trace(checkpoint.config, dtype)
+        add_attention_function(model)
+        bind_weights(model, checkpoint, dtype)
+        counts = run_pipeline(model, options.target, on_pass=lambda name: progress(f"pass {name}"))
+        model.producer_name, model.producer_version = "exaone4-export", _version()
+        progress("streaming weights")
+        files = _save(model, staging)
+        for name in COPIED_FILES:
+            if (checkpoint.directory / name).is_file():
+                shutil.copyfile(checkpoint.directory / name, staging / name)
+        manifest = _manifest(checkpoint, options, model, counts, files, time.perf_counter() - started)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _save(model: ir.Model, directory: Path) -> dict[str, str]:
+    """Save model.onnx (+ external data for big models); returns {file name: sha256}."""
+    weight_bytes = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+    if weight_bytes > EXTERNAL_DATA_THRESHOLD:
+        ir.save(model, directory / MODEL_FILE, external_data=DATA_FILE)
+    else:
+        ir.save(model, directory / MODEL_FILE)
+    return {p.name: _sha256(p) for p in (directory / MODEL_FILE, directory / DATA_FILE) if p.is_file()}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _io(values) -> list[dict]:
+    return [
+        {"name": v.name, "dtype": v.dtype.name.lower(), "shape": [d if isinstance(d, int) else str(d) for d in v.shape]}
+        for v in values
+    ]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("exaone4-export")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _tool_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import onnxscript
+
+    return {
+        "exaone4-export": _version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnx_ir": ir.__version__,
+        "onnxscript": onnxscript.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def _manifest(checkpoint, options, model, counts, files, seconds) -> dict:
+    config = checkpoint.config
+    return {
+        "format": "exaone4-export/1",
+        "target": options.target,
+        "dtype": options.dtype,
+        "opset": OPSET,
+        "source": {
+            "checkpoint": str(checkpoint.directory.resolve()),
+            "storage_dtype": checkpoint.dtype,
+            "sha256": checkpoint.file_hashes(),
+        },
+        "config": config.to_summary(),
+        "layers": [
+            {"index": i, "kind": spec.kind.value, "window": spec.window, "rope": spec.rope}
+            for i, spec in enumerate(config.layers)
+        ],
+        "io": {"inputs": _io(model.graph.inputs), "outputs": _io(model.graph.outputs)},
+        "files": files,
+        "passes": counts,
+        "tool_versions": _tool_versions(),
+        "export_seconds": round(seconds, 2),
+    }
+
+
+def read_manifest(export_dir: Path) -> dict:
+    """The manifest of an export directory; refuses directories this tool did not write."""
+    path = Path(export_dir) / MANIFEST
+    if not path.is_file():
+        raise InputError(str(export_dir), f"not an export of this tool (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(str(path), f"not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "exaone4-export/1":
+        raise InputError(str(path), "not a manifest of this tool (format is not exaone4-export/1)")
+    return manifest

@@ -1,0 +1,113 @@
+"""Graph pieces shared by the attention lowerings: the custom node's fields, masks, RoPE.
+
+Each function appends nodes to an `onnx_ir.tape.Tape` and returns the value it
+built. Masks follow the custom-op contract (graphs/attention_function.py): query
+i of the chunk sits at cache index P + i, P = T - S, T = attention_mask length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_ir as ir
+
+from .attention_function import DOMAIN, INPUTS, OP_TYPE
+
+BOOL = 9
+
+
+@dataclass(frozen=True)
+class CustomAttention:
+    """The inputs and attributes of one `exaone4::Attention` node, by name."""
+
+    inputs: dict[str, ir.Value]
+    num_heads: int
+    kv_num_heads: int
+    head_dim: int
+    window: int
+    rope: bool
+    scale: float
+
+
+def is_custom_attention(node: ir.Node) -> bool:
+    return node.domain == DOMAIN and node.op_type == OP_TYPE
+
+
+def read_custom_attention(node: ir.Node) -> CustomAttention:
+    attrs = node.attributes
+    return CustomAttention(
+        inputs=dict(zip(INPUTS, node.inputs)),
+        num_heads=attrs["num_heads"].as_int(),
+        kv_num_heads=attrs["kv_num_heads"].as_int(),
+        head_dim=attrs["head_dim"].as_int(),
+        window=attrs["window"].as_int(),
+        rope=bool(attrs["rope"].as_int()),
+        scale=attrs["scale"].as_float(),
+    )
+
+
+def constant(tape: ir.tape.Tape, array) -> ir.Value:
+    return tape.op("Constant", [], attributes={"value": ir.tensor(np.asarray(array))})
+
+
+def lengths(tape: ir.tape.Tape, attn: CustomAttention) -> tuple[ir.Value, ir.Value, ir.Value]:
+    """(S, T, P) as int64 scalars: chunk length, cache length after the chunk, past length."""
+    squeeze = lambda v: tape.op("Squeeze", [v])  # noqa: E731
+    seq = squeeze(tape.op("Shape", [attn.inputs["position_ids"]], attributes={"start": 1, "end": 2}))
+    total = squeeze(tape.op("Shape", [attn.inputs["attention_mask"]], attributes={"start": 1, "end": 2}))
+    return seq, total, tape.op("Sub", [total, seq])
+
+
+def allowed_mask(tape: ir.tape.Tape, attn: CustomAttention) -> ir.Value:
+    """bool [B, 1, S, T]: causal, inside the window (if any), and not padding."""
+    seq, total, past = lengths(tape, attn)
+    one, zero = constant(tape, np.int64(1)), constant(tape, np.int64(0))
+    query_index = tape.op("Unsqueeze", [tape.op("Range", [past, total, one]), constant(tape, [1])])  # [S, 1]
+    key_index = tape.op("Range", [zero, total, one])  # [T]
+    allowed = tape.op("LessOrEqual", [key_index, query_index])  # [S, T]
+    if attn.window > 0:
+        lower = tape.op("Sub", [query_index, constant(tape, np.int64(attn.window))])
+        allowed = tape.op("And", [allowed, tape.op("Greater", [key_index, lower])])
+    return tape.op("And", [allowed, not_padding(tape, attn)])  # [B, 1, S, T]
+
+
+def not_padding(tape: ir.tape.Tape, attn: CustomAttention) -> ir.Value:
+    """bool [B, 1, 1, T] from the int64 attention_mask."""
+    mask = tape.op("Cast", [attn.inputs["attention_mask"]], attributes={"to": BOOL})
+    return tape.op("Unsqueeze", [mask, constant(tape, [1, 2])])
+
+
+def padding_bias(tape: ir.tape.Tape, attn: CustomAttention, like: ir.Value) -> ir.Value:
+    """Additive bias [B, 1, S, T] in the dtype of `like`: 0 on real keys, the lowest value on padding."""
+    seq, total, _ = lengths(tape, attn)
+    lowest = np.finfo(np.float16 if like.dtype == ir.DataType.FLOAT16 else np.float32).min
+    bias = tape.op(
+        "Where",
+        [not_padding(tape, attn), constant(tape, np.array(0.0, np.float32)), constant(tape, np.array(lowest, np.float32))],
+    )
+    batch = tape.op("Shape", [attn.inputs["attention_mask"]], attributes={"start": 0, "end": 1})
+    unsqueeze0 = lambda v: tape.op("Unsqueeze", [v, constant(tape, [0])])  # noqa: E731
+    shape = tape.op("Concat", [batch, constant(tape, [1]), unsqueeze0(seq), unsqueeze0(total)], attributes={"axis": 0})
+    return tape.op("CastLike", [tape.op("Expand", [bias, shape]), like])
+
+
+def rotate(tape: ir.tape.Tape, attn: CustomAttention, x: ir.Value, heads: int) -> ir.Value:
+    """Opset-23 RotaryEmbedding of x [B, S, heads*D] at position_ids (rotate-half layout)."""
+    return tape.op(
+        "RotaryEmbedding",
+        [x, attn.inputs["cos_table"], attn.inputs["sin_table"], attn.inputs["position_ids"]],
+        attributes={"num_heads": heads},
+    )
+
+
+def replace_node(graph: ir.Graph, node: ir.Node, tape: ir.tape.Tape, outputs) -> None:
+    """Put the tape's nodes where `node` was and route its outputs to `outputs`."""
+    ir.convenience.replace_nodes_and_values(
+        graph,
+        insertion_point=node,
+        old_nodes=[node],
+        new_nodes=list(tape.nodes),
+        old_values=list(node.outputs),
+        new_values=list(outputs),
+    )

@@ -1,0 +1,68 @@
+"""Pass: lower `exaone4::Attention` to onnxruntime's fused `com.microsoft.GroupQueryAttention`.
+
+Rewrite, per layer:
+- RoPE with opset-23 RotaryEmbedding before the op (`do_rotary = 0`). GQA's own
+  rotary derives prompt positions from one start position for the whole batch,
+  which is wrong for left-padded rows; RotaryEmbedding uses position_ids as given.
+- `local_window_size = window` on sliding layers: GQA's window counts the query
+  itself, the same meaning as EXAONE's (pinned by a test against the reference).
+- Every row's cache is the full T = P + S slots (`seqlens_k = T - 1`); padding is
+  masked by an additive `attention_bias`, so left padding works.
+- `query_seqlens = S` for every row, which GQA needs for a chunk (S > 1) on top of
+  a past in a batch.
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from .attention_parts import constant, is_custom_attention, lengths, padding_bias, read_custom_attention, replace_node, rotate
+
+INT32 = 6
+MS_DOMAIN = "com.microsoft"
+
+
+def lower_ort(model: ir.Model) -> dict[str, int]:
+    """Returns {"group_query_attention": n, "rotary": m}."""
+    graph = model.graph
+    lowered = rotary = 0
+    for node in list(graph):
+        if not is_custom_attention(node):
+            continue
+        attn = read_custom_attention(node)
+        tape = ir.tape.Tape()
+        q, k = attn.inputs["query"], attn.inputs["key"]
+        if attn.rope:
+            q, k = rotate(tape, attn, q, attn.num_heads), rotate(tape, attn, k, attn.kv_num_heads)
+            rotary += 1
+        seq, total, _ = lengths(tape, attn)
+        batch = tape.op("Shape", [attn.inputs["attention_mask"]], attributes={"start": 0, "end": 1})
+        as_int32 = lambda v: tape.op("Cast", [v], attributes={"to": INT32})  # noqa: E731
+        seqlens_k = as_int32(tape.op("Expand", [tape.op("Sub", [total, constant(tape, 1)]), batch]))
+        query_seqlens = as_int32(tape.op("Expand", [seq, batch]))
+        inputs = [
+            q, k, attn.inputs["value"], attn.inputs["past_key"], attn.inputs["past_value"],
+            seqlens_k, as_int32(total),
+            None, None, None,  # cos_cache, sin_cache, position_ids: RoPE is applied above
+            padding_bias(tape, attn, q),
+            None, None, None, None, None,  # head_sink, k_scale, v_scale, q/k norm weights
+            query_seqlens,
+        ]
+        outputs = tape.op_multi_out(
+            "GroupQueryAttention",
+            inputs,
+            attributes={
+                "num_heads": attn.num_heads,
+                "kv_num_heads": attn.kv_num_heads,
+                "scale": attn.scale,
+                "local_window_size": attn.window if attn.window > 0 else -1,
+                "do_rotary": 0,
+            },
+            domain=MS_DOMAIN,
+            num_outputs=3,
+        )
+        replace_node(graph, node, tape, outputs)
+        lowered += 1
+    if lowered:
+        model.opset_imports[MS_DOMAIN] = 1
+    return {"group_query_attention": lowered, "rotary": rotary}
