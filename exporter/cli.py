@@ -97,8 +97,77 @@ def _architecture_table(summary: dict) -> Table:
 
 
 @main.command()
+@click.argument("checkpoint")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--target", type=click.Choice(["canonical", "ort", "standard"]), default="canonical", show_default=True,
+              help="canonical: exaone4::Attention custom op; ort: GroupQueryAttention; standard: opset-23 ops only.")
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an output directory that is not an earlier export.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@reports_bad_input
+def export(checkpoint, out, target, dtype, force, quiet) -> None:
+    """Export CHECKPOINT to ONNX with a KV cache (model.onnx + export.json in OUT)."""
+    from .export import ExportOptions, export_checkpoint
+
+    with _progress(quiet) as step:
+        manifest = export_checkpoint(model_dir(checkpoint), out, ExportOptions(target, dtype, force), progress=step)
+    _report_export(out, manifest, quiet)
+
+
+@main.command()
+@click.argument("canonical_export", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--target", type=click.Choice(["ort", "standard", "canonical"]), required=True)
+@click.option("--force", is_flag=True, help="Overwrite an output directory that is not an earlier export.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@reports_bad_input
+def lower(canonical_export, out, target, force, quiet) -> None:
+    """Lower a canonical export to another target without tracing again."""
+    from .export import lower_export
+
+    with _progress(quiet) as step:
+        manifest = lower_export(canonical_export, out, target, force=force, progress=step)
+    _report_export(out, manifest, quiet)
+
+
+def _report_export(out: Path, manifest: dict, quiet: bool) -> None:
+    if quiet:
+        return
+    size = sum(p.stat().st_size for p in Path(out).iterdir() if p.name.startswith("model.onnx"))
+    click.echo(
+        f"exported {manifest['target']} {manifest['dtype']} to {out} "
+        f"({size / 2**20:.1f} MiB, {manifest['export_seconds']:.1f} s)",
+        err=True,
+    )
+
+
+class _progress:
+    """A rich status line on stderr naming the current step; silent with --quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.status = None
+
+    def __enter__(self):
+        if not self.quiet:
+            self.status = Console(stderr=True).status("starting")
+            self.status.__enter__()
+        return self.update
+
+    def update(self, message: str) -> None:
+        if self.status is not None:
+            self.status.update(message)
+
+    def __exit__(self, *exc) -> None:
+        if self.status is not None:
+            self.status.__exit__(*exc)
+
+
+@main.command()
 @click.argument("model", default=BUNDLED_NAME)
 @click.option("--prompt", required=True, help="The user message.")
+@click.option("--backend", type=click.Choice(["torch", "ort"]), default=None,
+              help="Default: ort for an export directory, torch for a checkpoint.")
 @click.option("--system", default=None, help="An optional system message.")
 @click.option("--max-new-tokens", default=48, show_default=True, type=click.IntRange(1, 1 << 20))
 @click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0.0))
@@ -107,37 +176,37 @@ def _architecture_table(summary: dict) -> Table:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--think", is_flag=True, help="Reasoning mode: open a <think> block.")
 @reports_bad_input
-def generate(model, prompt, system, max_new_tokens, temperature, top_k, top_p, seed, think) -> None:
-    """Chat with MODEL through the reference PyTorch model, streaming tokens."""
+def generate(model, prompt, backend, system, max_new_tokens, temperature, top_k, top_p, seed, think) -> None:
+    """Chat with MODEL (a checkpoint or an export), streaming tokens as they are made."""
+    from .backends import open_backend
     from .chat import ChatTokenizer
-    from .checkpoint import Checkpoint
     from .generate import Sampling, generate_tokens
-    from .load import load_reference_model
+    from .runners import KVCacheSession
 
-    directory = model_dir(model)
-    ckpt = Checkpoint.open(directory)
-    tokenizer = ChatTokenizer.open(directory)
+    loaded = open_backend(model_dir(model), backend)
+    tokenizer = ChatTokenizer.open(loaded.tokenizer_dir)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     prompt_ids = tokenizer.encode(tokenizer.render(messages, enable_thinking=think))
-    if len(prompt_ids) + max_new_tokens > ckpt.config.max_position_embeddings:
-        raise InputError("--max-new-tokens", f"prompt ({len(prompt_ids)} tokens) plus new tokens exceed the context of {ckpt.config.max_position_embeddings}")
-    reference = load_reference_model(ckpt)
-    stop = {t for t in (*ckpt.config.eos_token_ids, tokenizer.token_id("[|endofturn|]")) if t is not None}
+    context = loaded.config.max_position_embeddings
+    if len(prompt_ids) + max_new_tokens > context:
+        raise InputError("--max-new-tokens", f"prompt ({len(prompt_ids)} tokens) plus new tokens exceed the context of {context}")
+    stop = {t for t in (*loaded.config.eos_token_ids, tokenizer.token_id("[|endofturn|]")) if t is not None}
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-    start, tokens, first = time.perf_counter(), [], None
-    text_so_far = ""
-    for token in generate_tokens(reference, prompt_ids, max_new_tokens, stop, sampling):
-        first = first or time.perf_counter()
-        tokens.append(token)
-        text = tokenizer.decode(tokens, skip_special_tokens=False)
-        click.echo(text[len(text_so_far):], nl=False)
-        text_so_far = text
-    end = time.perf_counter()
+    with loaded.runner as runner:
+        session = KVCacheSession(runner, loaded.layout)
+        start, tokens, first, shown = time.perf_counter(), [], None, ""
+        for token in generate_tokens(session, prompt_ids, max_new_tokens, stop, sampling):
+            first = first or time.perf_counter()
+            tokens.append(token)
+            text = tokenizer.decode(tokens)
+            click.echo(text[len(shown):], nl=False)
+            shown = text
+        end = time.perf_counter()
     click.echo()
-    decode_tokens = max(len(tokens) - 1, 1)
+    decoded = max(len(tokens) - 1, 0)
     click.echo(
-        f"[prefill {len(prompt_ids)} tokens at {len(prompt_ids) / (first - start):.0f} tok/s, "
-        f"decode {len(tokens) - 1} tokens at {decode_tokens / max(end - first, 1e-9):.0f} tok/s]",
+        f"[{loaded.runner.name}: prefill {len(prompt_ids)} tokens at {len(prompt_ids) / (first - start):.0f} tok/s, "
+        f"decode {decoded} tokens at {decoded / max(end - first, 1e-9):.0f} tok/s]",
         err=True,
     )
 

@@ -89,6 +89,48 @@ def export_checkpoint(
     return manifest
 
 
+def lower_export(
+    canonical_dir: Path,
+    out: Path,
+    target: str,
+    force: bool = False,
+    progress: Callable[[str], None] = lambda step: None,
+) -> dict:
+    """Lower a canonical export to another target without tracing again; returns the new manifest.
+
+    The canonical export is the interchange format: tracing happens once, and each
+    backend's lowering is a graph-to-graph step on it. Weights are read lazily from
+    the canonical files and streamed into the new output.
+    """
+    started = time.perf_counter()
+    manifest = read_manifest(canonical_dir)
+    if manifest["target"] != "canonical":
+        raise InputError(str(canonical_dir), f"is a {manifest['target']!r} export; lowering starts from a canonical one")
+    if target not in TARGETS:
+        raise InputError("--target", f"{target!r} is not one of {', '.join(TARGETS)}")
+    canonical_dir = Path(canonical_dir)
+    with staged_directory(Path(out), marker=MANIFEST, force=force) as staging:
+        progress("loading canonical graph")
+        model = ir.load(canonical_dir / MODEL_FILE)
+        counts = run_pipeline(model, target, on_pass=lambda name: progress(f"pass {name}"))
+        progress("streaming weights")
+        files = _save(model, staging)
+        for name in COPIED_FILES:
+            if (canonical_dir / name).is_file():
+                shutil.copyfile(canonical_dir / name, staging / name)
+        manifest = dict(
+            manifest,
+            target=target,
+            io={"inputs": _io(model.graph.inputs), "outputs": _io(model.graph.outputs)},
+            files=files,
+            passes={**manifest["passes"], **{f"{target}:{name}": c for name, c in counts.items()}},
+            lowered_from=str(canonical_dir.resolve()),
+            export_seconds=round(manifest["export_seconds"] + time.perf_counter() - started, 2),
+        )
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
 def _save(model: ir.Model, directory: Path) -> dict[str, str]:
     """Save model.onnx (+ external data for big models); returns {file name: sha256}."""
     weight_bytes = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
