@@ -21,7 +21,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 demo: venv
 	$(CLI) inspect bundled:tiny
-	$(CLI) generate bundled:tiny --prompt "Show me def dumps" --max-new-tokens 60
+	$(CLI) export bundled:tiny -o $(OUT)/tiny-canonical --target canonical
+	$(CLI) lower $(OUT)/tiny-canonical -o $(OUT)/tiny-ort --target ort
+	$(CLI) generate $(OUT)/tiny-ort --prompt "Show me def dumps" --max-new-tokens 60
 
 test: venv
 	$(PY) -m pytest -q

@@ -1,6 +1,7 @@
 """Trace the reference model to an ONNX graph without materialising any weight.
 
-The model is built under `FakeTensorMode`: parameters have shapes and dtypes but
+The model is built under `FakeTensorMode` and goes through two explicit swaps
+(custom attention nodes, pre-transposed Linear weights): parameters have shapes and dtypes but
 no storage, so tracing a 32B model costs the memory of its graph, not of its
 weights. `torch.export` captures it with dynamic batch / sequence / past dims,
 `torch.onnx.export` turns the program into an `onnx_ir.Model` whose initializers
@@ -22,6 +23,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from ..graphs.attention_function import OPSET
 from .attention_op import use_custom_attention
+from .linear_swap import use_pretransposed_linears
 from .config import Exaone4Config
 from .model import Exaone4ForCausalLM
 
@@ -62,6 +64,7 @@ def trace(config: Exaone4Config, dtype: torch.dtype) -> ir.Model:
         model = Exaone4ForCausalLM(config).eval()
         _cast_floating(model, dtype)
         use_custom_attention(model)
+        use_pretransposed_linears(model)
         flat = _FlatDecoder(model)
         args = _example_inputs(config, dtype)
         batch = torch.export.Dim(BATCH, max=1 << 16)

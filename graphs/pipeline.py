@@ -16,7 +16,6 @@ from collections.abc import Callable
 import onnx_ir as ir
 
 from .cleanup import cleanup
-from .fold_weight_transposes import fold_weight_transposes
 from .lower_ort import lower_ort
 from .lower_standard import lower_standard
 
@@ -30,10 +29,10 @@ TARGETS: dict[str, list[tuple[str, Pass]]] = {
 
 
 def passes_for(target: str) -> list[tuple[str, Pass]]:
-    """Weight-transpose folding, the target's lowering, then clean-up."""
+    """The target's lowering, then clean-up."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
-    return [("fold_weight_transposes", fold_weight_transposes), *TARGETS[target], ("cleanup", cleanup)]
+    return [*TARGETS[target], ("cleanup", cleanup)]
 
 
 def run_pipeline(model: ir.Model, target: str, on_pass: Callable[[str], None] | None = None) -> dict[str, dict[str, int]]:

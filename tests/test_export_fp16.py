@@ -36,7 +36,7 @@ def test_fp16_graph_keeps_norms_and_logits_in_fp32(fp16_exports):
     types.update({t.name: t.data_type for t in model.graph.initializer})
     FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
     assert types["logits"] == FLOAT and types["past_key_values.0.key"] == FLOAT16
-    assert types["model.layers.0.mlp.up_proj.weight"] == FLOAT16
+    assert types["model.layers.0.mlp.up_proj.weight_t"] == FLOAT16
     norms = [n for n in model.graph.node if n.op_type == "ReduceMean"]
     assert norms and all(types[n.input[0]] == FLOAT for n in norms)  # RMSNorm statistics in fp32
     attention = [n for n in model.graph.node if n.op_type == "Attention"]
