@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/exaone4-export
 OUT ?= out
 
-.PHONY: demo test venv clean
+.PHONY: demo test parity venv clean
 
 venv: $(VENV)/.installed
 
@@ -27,6 +27,19 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+# Parity reports on the bundled model for every export target (CI runs this after the tests);
+# fails when any backend leaves tolerance.
+REPORTS ?= reports
+parity: venv
+	$(CLI) export bundled:tiny -o $(OUT)/parity-canonical --target canonical --quiet
+	$(CLI) lower $(OUT)/parity-canonical -o $(OUT)/parity-ort --target ort --quiet
+	$(CLI) lower $(OUT)/parity-canonical -o $(OUT)/parity-standard --target standard --quiet
+	$(CLI) export bundled:tiny -o $(OUT)/parity-ort-fp16 --target ort --dtype float16 --quiet
+	for t in canonical ort standard ort-fp16; do \
+		$(CLI) verify $(OUT)/parity-$$t --checkpoint bundled:tiny --report $(REPORTS)/$$t --force --quiet || exit 1; \
+		echo "parity $$t: passed"; \
+	done
 
 clean:
 	rm -rf $(VENV) $(OUT) build *.egg-info

@@ -46,9 +46,14 @@ class CacheLayout:
 
 
 class Runner:
-    """Base class: subclasses implement `infer`; `open`/`close` are optional."""
+    """Base class: subclasses implement `infer`; `open`/`close` are optional.
+
+    A runner built with `hidden_states=True` also returns `hidden_states.{i}`
+    (each decoder layer's output) when `provides_hidden_states` is set.
+    """
 
     name = "runner"
+    provides_hidden_states = False
 
     def open(self) -> None:
         pass
@@ -71,23 +76,28 @@ class TorchRunner(Runner):
     """The reference PyTorch model."""
 
     name = "torch"
+    provides_hidden_states = True
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, hidden_states: bool = False) -> None:
         self.model = model
+        self.hidden_states = hidden_states
 
     @torch.no_grad()
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         layers = self.model.config.num_layers
         dtype = self.model.lm_head.weight.dtype
         past = lambda i, kind: torch.from_numpy(np.ascontiguousarray(feeds[f"past_key_values.{i}.{kind}"])).to(dtype)  # noqa: E731
-        logits, keys, values = self.model(
+        logits, keys, values, hidden = self.model(
             torch.from_numpy(feeds["input_ids"]),
             torch.from_numpy(feeds["attention_mask"]),
             torch.from_numpy(feeds["position_ids"]),
             [past(i, "key") for i in range(layers)],
             [past(i, "value") for i in range(layers)],
+            output_hidden_states=True,
         )
         outputs = {"logits": logits.float().numpy()}
+        if self.hidden_states:
+            outputs.update({f"hidden_states.{i}": h.float().numpy() for i, h in enumerate(hidden)})
         for i in range(layers):
             outputs[f"present.{i}.key"] = keys[i].numpy()
             outputs[f"present.{i}.value"] = values[i].numpy()
@@ -98,14 +108,22 @@ class OrtRunner(Runner):
     """An ONNX export run by onnxruntime on the CPU (or the given providers)."""
 
     name = "ort"
+    provides_hidden_states = True
 
-    def __init__(self, model_path: Path, threads: int = 0, providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        threads: int = 0,
+        providers: tuple[str, ...] = ("CPUExecutionProvider",),
+        hidden_states: bool = False,
+    ) -> None:
         path = Path(model_path)
         self.path = path / "model.onnx" if path.is_dir() else path
         if not self.path.is_file():
             raise InputError(str(self.path), "ONNX model not found")
         self.threads = threads
         self.providers = providers
+        self.hidden_states = hidden_states
         self.session = None
 
     def open(self) -> None:
@@ -115,7 +133,11 @@ class OrtRunner(Runner):
         options.log_severity_level = 3
         if self.threads:
             options.intra_op_num_threads = self.threads
-        self.session = ort.InferenceSession(str(self.path), options, providers=list(self.providers))
+        model = str(self.path)
+        if self.hidden_states:
+            model = _with_hidden_state_outputs(self.path)
+            options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(self.path.parent))
+        self.session = ort.InferenceSession(model, options, providers=list(self.providers))
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def close(self) -> None:
@@ -125,6 +147,68 @@ class OrtRunner(Runner):
         if self.session is None:
             self.open()
         return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
+
+
+def _with_hidden_state_outputs(path: Path) -> bytes:
+    """The model's bytes with every `hidden_states.{i}` value added as a graph output.
+
+    Weights stay where they are (external data is resolved against the model's
+    folder), so this costs the size of the graph, not of the weights.
+    """
+    import onnx_ir as ir
+
+    model = ir.load(path)
+    hidden = [v for node in model.graph for v in node.outputs if v.name and v.name.startswith("hidden_states.")]
+    if not hidden:
+        raise InputError(str(path), "has no hidden_states.* values (exported by an older version?)")
+    model.graph.outputs.extend(sorted(hidden, key=lambda v: int(v.name.split(".")[1])))
+    return ir.to_proto(model).SerializeToString()
+
+
+class TransformersRunner(Runner):
+    """transformers' Exaone4ForCausalLM on the same checkpoint: an independent second reference."""
+
+    name = "transformers"
+
+    def __init__(self, checkpoint_dir: Path) -> None:
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.model = None
+
+    def open(self) -> None:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        self.model = transformers.AutoModelForCausalLM.from_pretrained(
+            self.checkpoint_dir, dtype=torch.float32, attn_implementation="eager"
+        ).eval()
+
+    def close(self) -> None:
+        self.model = None
+
+    @torch.no_grad()
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from transformers import DynamicCache
+
+        if self.model is None:
+            self.open()
+        layers = self.model.config.num_hidden_layers
+        cache = DynamicCache()  # full-length layers: presents keep every position, as in our contract
+        for i in range(layers):
+            key = torch.from_numpy(np.ascontiguousarray(feeds[f"past_key_values.{i}.key"])).float()
+            value = torch.from_numpy(np.ascontiguousarray(feeds[f"past_key_values.{i}.value"])).float()
+            cache.update(key, value, i)
+        out = self.model(
+            input_ids=torch.from_numpy(feeds["input_ids"]),
+            attention_mask=torch.from_numpy(feeds["attention_mask"]),
+            position_ids=torch.from_numpy(feeds["position_ids"]),
+            cache=cache,
+            use_cache=True,
+        )
+        outputs = {"logits": out.logits.float().numpy()}
+        for i, layer in enumerate(out.cache.layers):
+            outputs[f"present.{i}.key"] = layer.keys.numpy()
+            outputs[f"present.{i}.value"] = layer.values.numpy()
+        return outputs
 
 
 class KVCacheSession:

@@ -81,7 +81,30 @@ def trace(config: Exaone4Config, dtype: torch.dtype) -> ir.Model:
         onnx_program = torch.onnx.export(program, (), dynamo=True, opset_version=OPSET, optimize=False, verbose=False)
     model_ir = onnx_program.model
     _rename_io(model_ir, config.num_layers)
+    _name_layer_outputs(model_ir, config.num_layers)
     return model_ir
+
+
+def hidden_state_name(layer: int) -> str:
+    """The stable name of decoder layer `layer`'s output in every export (not a graph output)."""
+    return f"hidden_states.{layer}"
+
+
+def _name_layer_outputs(model: ir.Model, num_layers: int) -> None:
+    """Name each decoder layer's output value `hidden_states.{i}`.
+
+    The last node traced directly in a DecoderLayer's scope is its second
+    residual Add; its output is the layer's hidden state. The parity harness
+    exposes these values to find the first layer where a backend diverges.
+    """
+    last: dict[int, ir.Node] = {}
+    for node in model.graph:
+        scopes = node.metadata_props.get("pkg.torch.onnx.name_scopes", "")
+        for i in range(num_layers):
+            if scopes.startswith(f"['', 'decoder', 'decoder.model.layers.{i}', ") and scopes.count(",") == 3:
+                last[i] = node
+    for i, node in last.items():
+        node.outputs[0].name = hidden_state_name(i)
 
 
 def _cast_floating(model: torch.nn.Module, dtype: torch.dtype) -> None:

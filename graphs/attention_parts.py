@@ -78,10 +78,18 @@ def not_padding(tape: ir.tape.Tape, attn: CustomAttention) -> ir.Value:
     return tape.op("Unsqueeze", [mask, constant(tape, [1, 2])])
 
 
-def padding_bias(tape: ir.tape.Tape, attn: CustomAttention, like: ir.Value) -> ir.Value:
-    """Additive bias [B, 1, S, T] in the dtype of `like`: 0 on real keys, the lowest value on padding."""
+def padding_bias(tape: ir.tape.Tape, attn: CustomAttention) -> ir.Value:
+    """Additive bias [B, 1, S, T] in the query's dtype: 0 on real keys, a large negative value on padding.
+
+    fp16 uses -1e4, not the format's lowest value: a padding query sees only
+    padding, and lowest + score rounds to -inf in fp16, giving NaN rows whose
+    NaN keys/values then reach real queries through 0 * NaN. exp(-1e4) is 0.
+    """
+    like = attn.inputs["query"]
+    if like.dtype not in (ir.DataType.FLOAT, ir.DataType.FLOAT16):
+        raise ValueError(f"exaone4::Attention query {like.name!r} has dtype {like.dtype}; expected float or float16")
     seq, total, _ = lengths(tape, attn)
-    lowest = np.finfo(np.float16 if like.dtype == ir.DataType.FLOAT16 else np.float32).min
+    lowest = -1e4 if like.dtype == ir.DataType.FLOAT16 else np.finfo(np.float32).min
     bias = tape.op(
         "Where",
         [not_padding(tape, attn), constant(tape, np.array(0.0, np.float32)), constant(tape, np.array(lowest, np.float32))],

@@ -44,7 +44,7 @@ def lower_ort(model: ir.Model) -> dict[str, int]:
             q, k, attn.inputs["value"], attn.inputs["past_key"], attn.inputs["past_value"],
             seqlens_k, as_int32(total),
             None, None, None,  # cos_cache, sin_cache, position_ids: RoPE is applied above
-            padding_bias(tape, attn, q),
+            padding_bias(tape, attn),
             None, None, None, None, None,  # head_sink, k_scale, v_scale, q/k norm weights
             query_seqlens,
         ]

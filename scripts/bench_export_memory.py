@@ -78,10 +78,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/exaone4-bench"))
     parser.add_argument("--naive", action="store_true", help="also measure the naive transformers export (1.2B)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--only", choices=["1.2b", "32b"], default=None, help="measure one checkpoint only")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
 
     cases = [("1.2b", None, "ort", "float32"), ("32b", 4, "ort", "float16")]
+    cases = [case for case in cases if args.only in (None, case[0])]
     rows = []
     for shape, layers, target, dtype in cases:
         checkpoint = ensure_checkpoint(args.work, shape, layers)

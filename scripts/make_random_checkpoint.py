@@ -76,9 +76,9 @@ def make_config(shape: str, layers: int | None) -> dict:
     config = dict(SHAPES[shape])
     if layers:
         config["num_hidden_layers"] = layers
-    if config.get("sliding_window"):
-        kinds = parse_config(config).layer_kinds
-        config["layer_types"] = [kind.value for kind in kinds]
+    # explicit layer_types, as the published configs have (transformers cannot derive them
+    # itself when sliding_window is null: it takes an integer modulo by zero)
+    config["layer_types"] = [kind.value for kind in parse_config(config).layer_kinds]
     return config
 
 
@@ -121,8 +121,13 @@ def main() -> None:
     parser.add_argument("shape", choices=sorted(SHAPES))
     parser.add_argument("out", type=Path)
     parser.add_argument("--layers", type=int, default=None, help="keep only the first N layers")
+    parser.add_argument("--config-only", action="store_true", help="rewrite config.json of an existing checkpoint")
     args = parser.parse_args()
-    write_checkpoint(args.out, make_config(args.shape, args.layers))
+    config = make_config(args.shape, args.layers)
+    if args.config_only:
+        (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        return
+    write_checkpoint(args.out, config)
     print(f"wrote {args.out}")
 
 

@@ -134,3 +134,18 @@ def write_random_checkpoint(directory: Path, config: dict | None = None, dtype=t
     }
     save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory):
+    """The bundled model exported once per test session: {target: directory} (fp32)."""
+    from exaone4.exporter.export import ExportOptions, export_checkpoint, lower_export
+    from exaone4.exporter.tiny import TINY_DIR
+
+    root = tmp_path_factory.mktemp("tiny-exports")
+    dirs = {"canonical": root / "canonical"}
+    export_checkpoint(TINY_DIR, dirs["canonical"], ExportOptions(target="canonical"))
+    for target in ("ort", "standard"):
+        dirs[target] = root / target
+        lower_export(dirs["canonical"], dirs[target], target)
+    return dirs

@@ -98,3 +98,21 @@ def test_bad_checkpoints_exit_2_with_one_line(tmp_path, breakage, expected):
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_export_lower_and_generate_agree_across_backends(tmp_path):
+    """The README session: export the bundled model, lower it, chat through ort and torch."""
+    assert run("export", "bundled:tiny", "-o", tmp_path / "canonical", "--quiet").exit_code == 0
+    assert run("lower", tmp_path / "canonical", "-o", tmp_path / "ort", "--target", "ort", "--quiet").exit_code == 0
+    outputs = {}
+    for backend in ("ort", "torch"):
+        result = CliRunner().invoke(main, ["generate", str(tmp_path / "ort"), "--backend", backend,
+                                           "--prompt", "Show me def dumps", "--max-new-tokens", "24"])
+        assert result.exit_code == 0, result.output
+        outputs[backend] = result.stdout
+    assert outputs["ort"] == outputs["torch"] and len(outputs["ort"].strip()) > 0
+
+
+def test_ort_backend_needs_an_export():
+    result = run("generate", "bundled:tiny", "--backend", "ort", "--prompt", "hi")
+    assert result.exit_code == 2 and "the ort backend runs an export" in result.output

@@ -60,3 +60,20 @@ def test_fp16_argmax_agrees_with_fp32_reference_on_a_real_prompt(fp16_exports, t
     assert got.dtype == np.float32
     assert (got.argmax(-1) == expected.argmax(-1)).all()
     assert error < MAX_FP16_LOGIT_ERROR
+
+
+@pytest.mark.parametrize("target", ["canonical", "ort", "standard"])
+def test_fp16_left_padded_batch_has_no_nan(fp16_exports, target):
+    """Padding queries see only padding; in fp16 a too-negative bias made them NaN, and NaN keys
+    then reached the real tokens of the row through 0 * NaN (found by `verify`)."""
+    reference = load_reference_model(Checkpoint.open(TINY_DIR))
+    rng = np.random.default_rng(0)
+    ids = rng.integers(16, reference.config.vocab_size, (2, 37))
+    mask = np.ones_like(ids)
+    mask[1, :19] = 0
+    expected = KVCacheSession(TorchRunner(reference), CacheLayout.of(reference.config)).prefill(ids, mask)
+    with OrtRunner(fp16_exports[target]) as runner:
+        got = KVCacheSession(runner, CacheLayout.of(reference.config, np.float16)).prefill(ids, mask)
+    real = mask.astype(bool)
+    assert not np.isnan(got[real]).any()
+    assert np.abs(got[real] - expected[real]).max() < MAX_FP16_LOGIT_ERROR

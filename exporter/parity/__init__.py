@@ -1,0 +1,1 @@
+"""The equivalence harness: scenarios, metrics, tolerances, first divergence, reports."""

@@ -1,0 +1,140 @@
+"""Write a parity report four ways: report.json, report.md, junit.xml and PNG plots.
+
+The JSON is the full record (schema in docs/parity-report.md); the Markdown is
+the table a reviewer reads in a pull request; the JUnit file has one test case
+per scenario and backend, so CI systems show failures with their numbers; the
+plots show the error per layer (hidden state after the prefill) and per decode
+step (logits).
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from ..output_dir import check_output_dir, staged_directory
+
+MARKER = "report.json"
+
+
+def check_report_dir(directory: Path, force: bool) -> None:
+    """Refuse, before any work, a report directory that holds something other than a report."""
+    check_output_dir(Path(directory), MARKER, force)
+
+
+def write_report(report: dict, directory: Path, force: bool = False) -> list[Path]:
+    """Write all report files into `directory` (staged, then renamed); returns their paths."""
+    with staged_directory(Path(directory), marker=MARKER, force=force) as staging:
+        (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (staging / "report.md").write_text(markdown(report))
+        ET.ElementTree(junit(report)).write(staging / "junit.xml", encoding="utf-8", xml_declaration=True)
+        plot_errors(report, staging)
+    return sorted(Path(directory).iterdir())
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if value != 0 else "0"
+    return str(value)
+
+
+def _summary(result: dict) -> dict:
+    steps = result["steps"]
+    kv_worst = max((max(row[k]["prefill_max_rel"], row[k]["final_max_rel"]) for row in result["kv"] for k in ("key", "value")), default=0.0)
+    return {
+        "max_rel": max(s["max_rel"] for s in steps),
+        "max_abs": max(s["max_abs"] for s in steps),
+        "cosine": min(s["cosine"] for s in steps),
+        "kl": max(s["kl"] for s in steps),
+        "top1": min(s["top1"] for s in steps),
+        "top5": min(s["top5"] for s in steps),
+        "kv_rel": kv_worst,
+    }
+
+
+def markdown(report: dict) -> str:
+    status = "PASS" if report["passed"] else "FAIL"
+    lines = [
+        f"# Parity report: {status}",
+        "",
+        f"Export `{report['export']['directory']}` ({report['export']['target']}, {report['export']['dtype']}) "
+        f"against the PyTorch reference on `{report['checkpoint']}`; precision class **{report['precision']}**, seed {report['seed']}.",
+        "",
+        "| scenario | backend | result | logits max abs | max rel | min cosine | max KL | top-1 | top-5 | KV max rel | greedy match | first divergence |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario in report["scenarios"]:
+        for backend, result in scenario["results"].items():
+            s = _summary(result)
+            greedy = f"{result['greedy_match']}/{result['greedy_tokens']}" if result["greedy_tokens"] else "-"
+            divergence = result["first_divergence"]
+            where = "-" if not divergence else (f"layer {divergence['layer']} ({divergence['what']})" if divergence["layer"] is not None else divergence["what"])
+            lines.append(
+                f"| {scenario['name']} | {backend} | {'pass' if result['passed'] else '**FAIL**'} | {_fmt(s['max_abs'])} | "
+                f"{_fmt(s['max_rel'])} | {_fmt(s['cosine'], 8)} | {_fmt(s['kl'])} | {_fmt(s['top1'])} | {_fmt(s['top5'])} | "
+                f"{_fmt(s['kv_rel'])} | {greedy} | {where} |"
+            )
+    lines += ["", "Tolerances (" + report["precision"] + "): " + ", ".join(f"{k} {v:g}" for k, v in report["tolerance"].items()), ""]
+    for backend, why in report["skipped"].items():
+        lines.append(f"- `{backend}` skipped: {why}")
+    failures = [(s["name"], b, f) for s in report["scenarios"] for b, r in s["results"].items() for f in r["failures"]]
+    if failures:
+        lines += ["", "## Failures", ""] + [f"- {name} / {backend}: {failure}" for name, backend, failure in failures]
+    lines += ["", "Scenarios:", ""] + [f"- `{s['name']}`: {s['description']}" for s in report["scenarios"]]
+    lines += ["", "![error per layer](error_per_layer.png) ![error per decode step](error_per_step.png)", ""]
+    return "\n".join(lines)
+
+
+def junit(report: dict) -> ET.Element:
+    cases = [(s, b, r) for s in report["scenarios"] for b, r in s["results"].items()]
+    failures = sum(not r["passed"] for _, _, r in cases)
+    suites = ET.Element("testsuites", name="exaone4-parity", tests=str(len(cases) + len(report["skipped"])), failures=str(failures))
+    suite = ET.SubElement(suites, "testsuite", name="exaone4-parity", tests=str(len(cases) + len(report["skipped"])),
+                          failures=str(failures), skipped=str(len(report["skipped"])), time=str(report["seconds"]))
+    for scenario, backend, result in cases:
+        case = ET.SubElement(suite, "testcase", classname=f"parity.{backend}", name=scenario["name"])
+        summary = _summary(result)
+        ET.SubElement(case, "system-out").text = json.dumps(summary)
+        if not result["passed"]:
+            failure = ET.SubElement(case, "failure", message=result["failures"][0], type="ParityFailure")
+            failure.text = "\n".join(result["failures"] + [f"first divergence: {json.dumps(result['first_divergence'])}"])
+    for backend, why in report["skipped"].items():
+        case = ET.SubElement(suite, "testcase", classname=f"parity.{backend}", name="all-scenarios")
+        ET.SubElement(case, "skipped", message=why)
+    return suites
+
+
+def plot_errors(report: dict, directory: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for scenario in report["scenarios"]:
+        for backend, result in scenario["results"].items():
+            if result["hidden"]:
+                ax.semilogy([h["layer"] for h in result["hidden"]], [max(h["max_rel"], 1e-12) for h in result["hidden"]],
+                            marker="o", label=f"{backend} / {scenario['name']}")
+    ax.axhline(report["tolerance"]["hidden_rel"], color="red", linestyle="--", label="tolerance")
+    ax.set(xlabel="layer", ylabel="hidden state max rel error (prefill)", title="Error per layer")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(directory / "error_per_layer.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for scenario in report["scenarios"]:
+        for backend, result in scenario["results"].items():
+            if len(result["steps"]) > 1:
+                ax.semilogy([s["step"] for s in result["steps"]], [max(s["max_rel"], 1e-12) for s in result["steps"]],
+                            marker=".", label=f"{backend} / {scenario['name']}")
+    ax.axhline(report["tolerance"]["logits_rel"], color="red", linestyle="--", label="tolerance")
+    ax.set(xlabel="step (0 = prefill)", ylabel="logits max rel error", title="Error per decode step")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(directory / "error_per_step.png", dpi=100)
+    plt.close(fig)

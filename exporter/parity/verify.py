@@ -1,0 +1,127 @@
+"""`exaone4-export verify`: an export against its checkpoint, every scenario, every backend.
+
+    report = verify_export(export_dir, checkpoint_dir, VerifyOptions(backends=("ort", "transformers")))
+
+The reference is our PyTorch model in fp32 on the checkpoint. Backends:
+`ort` (the export in onnxruntime), `transformers` (the checkpoint in
+transformers, an independent second reference), `trt` (a TensorRT engine; not
+available on this build, reported as skipped with the reason).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from contextlib import ExitStack
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import Checkpoint
+from ..errors import InputError
+from ..export import read_manifest
+from ..load import load_reference_model
+from ..runners import CacheLayout, OrtRunner, Runner, TorchRunner, TransformersRunner
+from .harness import compare, run_scenario
+from .scenarios import build_scenarios
+from .tolerances import TOLERANCES, precision_of
+
+BACKENDS = ("ort", "transformers", "trt")
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    backends: tuple[str, ...] = ("ort", "transformers")
+    seed: int = 0
+    max_context: int = 4096
+    scenarios: tuple[str, ...] | None = None  # None: all
+
+
+def _open_backend(name: str, export_dir: Path, checkpoint: Checkpoint, dtype) -> tuple[Runner | None, CacheLayout | None, str | None]:
+    """(runner, cache layout, None) or (None, None, why it is skipped)."""
+    config = checkpoint.config
+    if name == "ort":
+        return OrtRunner(export_dir, hidden_states=True), CacheLayout.of(config, dtype), None
+    if name == "transformers":
+        try:
+            import transformers  # noqa: F401
+        except ImportError:
+            return None, None, "transformers is not installed (pip install 'exaone4-export[test]')"
+        return TransformersRunner(checkpoint.directory), CacheLayout.of(config), None
+    if name == "trt":
+        return None, None, "no TensorRT engine runner in this build, and no GPU on this machine"
+    raise InputError("--backend", f"{name!r} is not one of {', '.join(BACKENDS)}")
+
+
+def verify_export(
+    export_dir: Path,
+    checkpoint_dir: Path,
+    options: VerifyOptions = VerifyOptions(),
+    progress: Callable[[str], None] = lambda message: None,
+) -> dict:
+    """Run every scenario on every backend; returns the report dictionary (docs/parity-report.md)."""
+    started = time.perf_counter()
+    export_dir = Path(export_dir)
+    manifest = read_manifest(export_dir)
+    checkpoint = Checkpoint.open(checkpoint_dir)
+    if checkpoint.config.to_summary() != manifest["config"]:
+        raise InputError(str(checkpoint_dir), f"its architecture differs from the one {export_dir} was exported from")
+    precision = precision_of(manifest["dtype"], manifest.get("quantization", {}).get("format"))
+    tolerance = TOLERANCES[precision]
+    dtype = np.float16 if manifest["dtype"] == "float16" else np.float32
+    scenarios = build_scenarios(checkpoint.config, options.seed, options.max_context)
+    if options.scenarios:
+        unknown = set(options.scenarios) - {s.name for s in scenarios}
+        if unknown:
+            raise InputError("--scenario", f"unknown scenario(s) {', '.join(sorted(unknown))}")
+        scenarios = [s for s in scenarios if s.name in options.scenarios]
+
+    progress("loading reference model")
+    reference = TorchRunner(load_reference_model(checkpoint), hidden_states=True)
+    reference_layout = CacheLayout.of(checkpoint.config)
+    backends, skipped = {}, {}
+    for name in options.backends:
+        runner, layout, why = _open_backend(name, export_dir, checkpoint, dtype)
+        if runner is None:
+            skipped[name] = why
+        else:
+            backends[name] = (runner, layout)
+
+    results = []
+    with ExitStack() as stack:
+        for runner, _ in backends.values():
+            stack.enter_context(runner)
+        for scenario in scenarios:
+            progress(f"scenario {scenario.name}: reference")
+            ref_trace = run_scenario(reference, reference_layout, scenario, None)
+            entry = {
+                "name": scenario.name,
+                "description": scenario.description,
+                "feeds": {"prompts": [list(p) for p in scenario.prompts], "decode_tokens": ref_trace.decode_tokens,
+                          "greedy_reference": ref_trace.greedy},
+                "results": {},
+            }
+            for name, (runner, layout) in backends.items():
+                progress(f"scenario {scenario.name}: {name}")
+                got = run_scenario(runner, layout, scenario, ref_trace.decode_tokens)
+                entry["results"][name] = compare(ref_trace, got, checkpoint.config.num_layers, tolerance)
+            results.append(entry)
+
+    passed = all(r["passed"] for s in results for r in s["results"].values())
+    return {
+        "format": "exaone4-parity/1",
+        "passed": passed,
+        "export": {"directory": str(export_dir.resolve()), "target": manifest["target"], "dtype": manifest["dtype"],
+                   "files": manifest.get("files", {})},
+        "checkpoint": str(checkpoint.directory.resolve()),
+        "precision": precision,
+        "tolerance": tolerance.to_dict(),
+        "seed": options.seed,
+        "backends": list(backends),
+        "skipped": skipped,
+        "scenarios": results,
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "seconds": round(time.perf_counter() - started, 2),
+    }
