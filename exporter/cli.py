@@ -99,8 +99,8 @@ def _architecture_table(summary: dict) -> Table:
 @main.command()
 @click.argument("checkpoint")
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory.")
-@click.option("--target", type=click.Choice(["canonical", "ort", "standard"]), default="canonical", show_default=True,
-              help="canonical: exaone4::Attention custom op; ort: GroupQueryAttention; standard: opset-23 ops only.")
+@click.option("--target", type=click.Choice(["canonical", "ort", "standard", "trt"]), default="canonical", show_default=True,
+              help="canonical: exaone4::Attention custom op; ort: GroupQueryAttention; standard: opset-23 ops only; trt: for TensorRT.")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an output directory that is not an earlier export.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
@@ -117,7 +117,7 @@ def export(checkpoint, out, target, dtype, force, quiet) -> None:
 @main.command()
 @click.argument("canonical_export", type=click.Path(path_type=Path))
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory.")
-@click.option("--target", type=click.Choice(["ort", "standard", "canonical"]), required=True)
+@click.option("--target", type=click.Choice(["ort", "standard", "trt", "canonical"]), required=True)
 @click.option("--force", is_flag=True, help="Overwrite an output directory that is not an earlier export.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @reports_bad_input
@@ -130,12 +130,87 @@ def lower(canonical_export, out, target, force, quiet) -> None:
     _report_export(out, manifest, quiet)
 
 
+@main.command()
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.option("--checkpoint", required=True, help="The checkpoint the export came from (or bundled:tiny).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--calib", type=click.Path(path_type=Path), default=None, help="UTF-8 text to calibrate on (default: built-in).")
+@click.option("--force", is_flag=True, help="Overwrite an output directory that is not an earlier export.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@reports_bad_input
+def quantize(export_dir, checkpoint, out, calib, force, quiet) -> None:
+    """FP8 (E4M3) Q/DQ export from EXPORT_DIR, calibrated on the reference model."""
+    from .quantize import quantize_export
+
+    with _progress(quiet) as step:
+        manifest = quantize_export(export_dir, model_dir(checkpoint), out, calib, force=force, progress=step)
+    _report_export(out, manifest, quiet)
+
+
+@main.command()
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.option("--precision", type=click.Choice(["fp16", "fp8"]), required=True)
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Engine directory.")
+@click.option("--max-batch", default=4, show_default=True, type=int)
+@click.option("--max-prefill", default=0, type=int, help="Longest prompt in one call (default min(2048, max positions)).")
+@click.option("--max-context", default=0, type=int, help="Longest cache (default min(8192, max positions)).")
+@click.option("--compute-capability", "targets", multiple=True,
+              help="TensorRT for RTX targets, e.g. SM89 (repeatable; default SM80/86/89 for fp16, SM89 for fp8).")
+@click.option("--force", is_flag=True, help="Overwrite an output directory that is not an engine directory.")
+@click.option("--quiet", is_flag=True)
+@reports_bad_input
+def build(export_dir, precision, out, max_batch, max_prefill, max_context, targets, force, quiet) -> None:
+    """Build a TensorRT engine (model.engine + build.json) from an fp16 or fp8 export."""
+    from .engine import BuildOptions, build_engine
+
+    options = BuildOptions(precision, max_batch, max_prefill, max_context, tuple(targets), force)
+    with _progress(quiet) as step:
+        result = build_engine(export_dir, out, options, progress=step)
+    if not quiet:
+        click.echo(f"built {precision} engine with {result['provider']} {result['provider_version']} in "
+                   f"{result['build_seconds']:.1f} s: {out}/model.engine ({result['engine_bytes'] / 2**20:.1f} MiB)", err=True)
+
+
+@main.command("inspect-engine")
+@click.argument("engine_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print build.json as is.")
+@reports_bad_input
+def inspect_engine(engine_dir, as_json) -> None:
+    """Print an engine's build record and layer information."""
+    import json
+
+    from .engine import read_build
+
+    build = read_build(engine_dir)
+    if as_json:
+        click.echo(json.dumps(build, indent=2))
+        return
+    table = Table(title=f"TensorRT engine {engine_dir}", show_header=False)
+    for key, value in (
+        ("provider", f"{build['provider']} {build['provider_version']}"),
+        ("precision", build["precision"]),
+        ("targets", ", ".join(build["compute_capabilities"]) if isinstance(build["compute_capabilities"], list) else build["compute_capabilities"]),
+        ("size", f"{build['engine_bytes'] / 2**20:.1f} MiB, built in {build['build_seconds']} s"),
+        ("network layers", f"{build['num_layers']} for {build['decoder_layers']} decoder layers"),
+        ("layer types", ", ".join(f"{k} {v}" for k, v in sorted(build["layer_types"].items(), key=lambda kv: -kv[1]))),
+    ):
+        table.add_row(key, value)
+    for profile in build["profiles"]:
+        ids = profile["shapes"]["input_ids"]
+        mask = profile["shapes"]["attention_mask"]
+        table.add_row(f"profile {profile['name']}", f"input_ids {ids[0]}..{ids[2]}, attention_mask {mask[0]}..{mask[2]}")
+    for binding in build["io"][:4]:
+        table.add_row(binding["kind"], f"{binding['name']} {binding['dtype']} {binding['shape']}")
+    table.add_row("", f"... {len(build['io'])} bindings in all")
+    Console().print(table)
+
+
 def _report_export(out: Path, manifest: dict, quiet: bool) -> None:
     if quiet:
         return
     size = sum(p.stat().st_size for p in Path(out).iterdir() if p.name.startswith("model.onnx"))
     click.echo(
-        f"exported {manifest['target']} {manifest['dtype']} to {out} "
+        f"exported {manifest['target']} {'fp8' if manifest.get('quantization') else manifest['dtype']} to {out} "
         f"({size / 2**20:.1f} MiB, {manifest['export_seconds']:.1f} s)",
         err=True,
     )

@@ -80,10 +80,8 @@ def export_checkpoint(
         counts = run_pipeline(model, options.target, on_pass=lambda name: progress(f"pass {name}"))
         model.producer_name, model.producer_version = "exaone4-export", _version()
         progress("streaming weights")
-        files = _save(model, staging)
-        for name in COPIED_FILES:
-            if (checkpoint.directory / name).is_file():
-                shutil.copyfile(checkpoint.directory / name, staging / name)
+        files = save_model(model, staging)
+        copy_side_files(checkpoint.directory, staging)
         manifest = _manifest(checkpoint, options, model, counts, files, time.perf_counter() - started)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -114,14 +112,12 @@ def lower_export(
         model = ir.load(canonical_dir / MODEL_FILE)
         counts = run_pipeline(model, target, on_pass=lambda name: progress(f"pass {name}"))
         progress("streaming weights")
-        files = _save(model, staging)
-        for name in COPIED_FILES:
-            if (canonical_dir / name).is_file():
-                shutil.copyfile(canonical_dir / name, staging / name)
+        files = save_model(model, staging)
+        copy_side_files(canonical_dir, staging)
         manifest = dict(
             manifest,
             target=target,
-            io={"inputs": _io(model.graph.inputs), "outputs": _io(model.graph.outputs)},
+            io={"inputs": describe_io(model.graph.inputs), "outputs": describe_io(model.graph.outputs)},
             files=files,
             passes={**manifest["passes"], **{f"{target}:{name}": c for name, c in counts.items()}},
             lowered_from=str(canonical_dir.resolve()),
@@ -131,7 +127,14 @@ def lower_export(
     return manifest
 
 
-def _save(model: ir.Model, directory: Path) -> dict[str, str]:
+def copy_side_files(source: Path, destination: Path) -> None:
+    """Config, generation config, tokenizer and chat template files, when present."""
+    for name in COPIED_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, destination / name)
+
+
+def save_model(model: ir.Model, directory: Path) -> dict[str, str]:
     """Save model.onnx (+ external data for big models); returns {file name: sha256}."""
     weight_bytes = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
     if weight_bytes > EXTERNAL_DATA_THRESHOLD:
@@ -149,7 +152,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _io(values) -> list[dict]:
+def describe_io(values) -> list[dict]:
     return [
         {"name": v.name, "dtype": v.dtype.name.lower(), "shape": [d if isinstance(d, int) else str(d) for d in v.shape]}
         for v in values
@@ -197,7 +200,7 @@ def _manifest(checkpoint, options, model, counts, files, seconds) -> dict:
             {"index": i, "kind": spec.kind.value, "window": spec.window, "rope": spec.rope}
             for i, spec in enumerate(config.layers)
         ],
-        "io": {"inputs": _io(model.graph.inputs), "outputs": _io(model.graph.outputs)},
+        "io": {"inputs": describe_io(model.graph.inputs), "outputs": describe_io(model.graph.outputs)},
         "files": files,
         "passes": counts,
         "tool_versions": _tool_versions(),

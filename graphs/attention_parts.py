@@ -119,3 +119,24 @@ def replace_node(graph: ir.Graph, node: ir.Node, tape: ir.tape.Tape, outputs) ->
         old_values=list(node.outputs),
         new_values=list(outputs),
     )
+
+
+def standard_attention(tape: ir.tape.Tape, attn: CustomAttention, softmax_fp32: bool) -> tuple[list[ir.Value], bool]:
+    """Opset-23 RotaryEmbedding (if the layer rotates) + bool mask + Attention.
+
+    Returns (outputs, rotated). With `softmax_fp32` the Attention node asks for
+    fp32 softmax (`softmax_precision = 1`).
+    """
+    q, k = attn.inputs["query"], attn.inputs["key"]
+    if attn.rope:
+        q, k = rotate(tape, attn, q, attn.num_heads), rotate(tape, attn, k, attn.kv_num_heads)
+    attributes = {"q_num_heads": attn.num_heads, "kv_num_heads": attn.kv_num_heads, "scale": attn.scale}
+    if softmax_fp32:
+        attributes["softmax_precision"] = 1  # TensorProto.FLOAT
+    outputs = tape.op_multi_out(
+        "Attention",
+        [q, k, attn.inputs["value"], allowed_mask(tape, attn), attn.inputs["past_key"], attn.inputs["past_value"]],
+        attributes=attributes,
+        num_outputs=3,
+    )
+    return list(outputs), attn.rope

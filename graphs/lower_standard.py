@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from .attention_parts import allowed_mask, is_custom_attention, read_custom_attention, replace_node, rotate
-
-FLOAT = 1
+from .attention_parts import is_custom_attention, read_custom_attention, replace_node, standard_attention
 
 
 def lower_standard(model: ir.Model) -> dict[str, int]:
@@ -21,23 +19,9 @@ def lower_standard(model: ir.Model) -> dict[str, int]:
     for node in list(graph):
         if not is_custom_attention(node):
             continue
-        attn = read_custom_attention(node)
         tape = ir.tape.Tape()
-        q, k = attn.inputs["query"], attn.inputs["key"]
-        if attn.rope:
-            q, k = rotate(tape, attn, q, attn.num_heads), rotate(tape, attn, k, attn.kv_num_heads)
-            rotary += 1
-        outputs = tape.op_multi_out(
-            "Attention",
-            [q, k, attn.inputs["value"], allowed_mask(tape, attn), attn.inputs["past_key"], attn.inputs["past_value"]],
-            attributes={
-                "q_num_heads": attn.num_heads,
-                "kv_num_heads": attn.kv_num_heads,
-                "scale": attn.scale,
-                "softmax_precision": FLOAT,
-            },
-            num_outputs=3,
-        )
+        outputs, rotated = standard_attention(tape, read_custom_attention(node), softmax_fp32=True)
         replace_node(graph, node, tape, outputs)
         lowered += 1
+        rotary += rotated
     return {"attention": lowered, "rotary": rotary}

@@ -7,6 +7,7 @@ counts, which the export manifest records.
     canonical  keep `exaone4::Attention` (with its reference function body)
     ort        lower to com.microsoft.GroupQueryAttention (fastest on onnxruntime)
     standard   lower to opset-23 Attention / RotaryEmbedding (any ONNX runtime)
+    trt        lower to what TensorRT's parser maps to native attention / rotary layers
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from collections.abc import Callable
 import onnx_ir as ir
 
 from .cleanup import cleanup
+from .fold_constants import fold_constants
 from .lower_ort import lower_ort
 from .lower_standard import lower_standard
+from .lower_trt import lower_trt
 
 Pass = Callable[[ir.Model], dict[str, int]]
 
@@ -25,14 +28,15 @@ TARGETS: dict[str, list[tuple[str, Pass]]] = {
     "canonical": [],
     "ort": [("lower_ort", lower_ort)],
     "standard": [("lower_standard", lower_standard)],
+    "trt": [("lower_trt", lower_trt)],
 }
 
 
 def passes_for(target: str) -> list[tuple[str, Pass]]:
-    """The target's lowering, then clean-up."""
+    """The target's lowering, constant folding, then clean-up."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
-    return [*TARGETS[target], ("cleanup", cleanup)]
+    return [*TARGETS[target], ("fold_constants", fold_constants), ("cleanup", cleanup)]
 
 
 def run_pipeline(model: ir.Model, target: str, on_pass: Callable[[str], None] | None = None) -> dict[str, dict[str, int]]:

@@ -13,7 +13,9 @@ A backend passes a scenario when every check below holds for every step:
 fp32 bounds sit two orders of magnitude above the error measured between our
 exports and the reference (about 1e-6 relative), and far below what one wrong
 weight or a wrong mask produces. fp16 and fp8 bounds follow from the formats'
-precision (11 and 4 mantissa bits) over a few layers.
+precision (11 and 4 mantissa bits) over a few layers; the fp8 row leaves 2-3x
+margin over what the bundled model measures (logits max rel 0.03, KV 0.054,
+min cosine 0.9976, top-1 0.946, KL 0.0012; docs/parity-report.md).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Tolerance:
 TOLERANCES = {
     "fp32": Tolerance(logits_rel=1e-4, cosine=0.999999, kl=1e-6, top1=1.0, kv_rel=1e-4, hidden_rel=1e-4),
     "fp16": Tolerance(logits_rel=2e-2, cosine=0.999, kl=2e-3, top1=0.97, kv_rel=2e-2, hidden_rel=3e-2),
-    "fp8": Tolerance(logits_rel=0.15, cosine=0.98, kl=0.05, top1=0.85, kv_rel=0.15, hidden_rel=0.25),
+    "fp8": Tolerance(logits_rel=0.1, cosine=0.99, kl=0.01, top1=0.9, kv_rel=0.1, hidden_rel=0.15),
 }
 
 
