@@ -111,3 +111,17 @@ def test_changed_engine_is_refused(trt_exports, tmp_path):
     (out / "model.engine").write_bytes(bytes(data))
     result = cli("inspect-engine", out)
     assert result.exit_code == 2 and "changed since it was built" in result.output
+
+
+def test_trt_backend_is_skipped_with_the_reason_without_a_gpu(trt_exports, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: scripts/gpu-check.sh runs the engine instead")
+    engine = tmp_path / "engine"
+    assert cli("build", trt_exports / "trt-fp16", "--precision", "fp16", "-o", engine, "--quiet").exit_code == 0
+    result = cli("verify", trt_exports / "trt-fp16", "--checkpoint", "bundled:tiny", "--backend", "ort", "--backend", "trt",
+                 "--engine", engine, "--report", tmp_path / "report", "--quiet", "--scenario", "prefill")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["skipped"] == {"trt": "no CUDA GPU on this machine (TensorRT engines run on NVIDIA GPUs only)"}

@@ -85,7 +85,7 @@ def test_junit_lists_skipped_backend(tiny_exports, tmp_path):
     suite = ET.parse(tmp_path / "report" / "junit.xml").getroot()
     skipped = [case for case in suite.iter("testcase") if case.find("skipped") is not None]
     assert [case.get("classname") for case in skipped] == ["parity.trt"]
-    assert "no GPU" in skipped[0].find("skipped").get("message")
+    assert "no engine given" in skipped[0].find("skipped").get("message")
 
 
 def test_bad_input_exits_2(tiny_exports, tmp_path):

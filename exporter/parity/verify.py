@@ -4,8 +4,8 @@
 
 The reference is our PyTorch model in fp32 on the checkpoint. Backends:
 `ort` (the export in onnxruntime), `transformers` (the checkpoint in
-transformers, an independent second reference), `trt` (a TensorRT engine; not
-available on this build, reported as skipped with the reason).
+transformers, an independent second reference), `trt` (a TensorRT engine built
+from the export, `--engine`; skipped with the reason where no GPU is present).
 """
 
 from __future__ import annotations
@@ -37,9 +37,12 @@ class VerifyOptions:
     seed: int = 0
     max_context: int = 4096
     scenarios: tuple[str, ...] | None = None  # None: all
+    engine_dir: Path | None = None  # the TensorRT engine for the trt backend
 
 
-def _open_backend(name: str, export_dir: Path, checkpoint: Checkpoint, dtype) -> tuple[Runner | None, CacheLayout | None, str | None]:
+def _open_backend(
+    name: str, export_dir: Path, checkpoint: Checkpoint, dtype, engine_dir: Path | None
+) -> tuple[Runner | None, CacheLayout | None, str | None]:
     """(runner, cache layout, None) or (None, None, why it is skipped)."""
     config = checkpoint.config
     if name == "ort":
@@ -51,7 +54,14 @@ def _open_backend(name: str, export_dir: Path, checkpoint: Checkpoint, dtype) ->
             return None, None, "transformers is not installed (pip install 'exaone4-export[test]')"
         return TransformersRunner(checkpoint.directory), CacheLayout.of(config), None
     if name == "trt":
-        return None, None, "no TensorRT engine runner in this build, and no GPU on this machine"
+        from ..trt_runner import TrtRunner, unavailable_reason
+
+        if engine_dir is None:
+            return None, None, "no engine given (--engine ENGINE_DIR)"
+        reason = unavailable_reason()
+        if reason:
+            return None, None, reason
+        return TrtRunner(engine_dir), CacheLayout.of(config, np.float16), None
     raise InputError("--backend", f"{name!r} is not one of {', '.join(BACKENDS)}")
 
 
@@ -83,7 +93,7 @@ def verify_export(
     reference_layout = CacheLayout.of(checkpoint.config)
     backends, skipped = {}, {}
     for name in options.backends:
-        runner, layout, why = _open_backend(name, export_dir, checkpoint, dtype)
+        runner, layout, why = _open_backend(name, export_dir, checkpoint, dtype, options.engine_dir)
         if runner is None:
             skipped[name] = why
         else:
