@@ -8,12 +8,10 @@ exists); the ort backend needs an export.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .checkpoint import Checkpoint
 from .config import Exaone4Config, load_config

@@ -2,7 +2,7 @@
 
 The reference model runs in fp32 over calibration text; a forward hook on every
 Linear except the lm_head records the largest |input| it sees. Weight ranges
-are read from the checkpoint one tensor at a time. The result is keyed by the
+are read from the loaded weights, per output channel. The result is keyed by the
 export's weight initializer names (`model.layers.0.mlp.up_proj.weight_t`), which
 is all the Q/DQ graph pass needs to know.
 
@@ -32,13 +32,19 @@ WEIGHT_SUFFIX = ".weight_t"
 @dataclass
 class Calibration:
     activation_amax: dict[str, float]  # weight initializer name -> max |input of that MatMul|
-    weight_amax: dict[str, float]  # weight initializer name -> max |weight|
+    weight_amax: dict[str, list[float]]  # weight initializer name -> max |weight| per output channel
     source: str
     tokens: int
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "tokens": self.tokens, "activation_amax": self.activation_amax,
-                "weight_amax": self.weight_amax}
+        """For the manifest: activation ranges in full, weight ranges summarised per matrix
+        (the per-channel scales themselves are in the graph, next to each weight)."""
+        return {
+            "source": self.source,
+            "tokens": self.tokens,
+            "activation_amax": self.activation_amax,
+            "weight_amax": {name: {"channels": len(v), "min": min(v), "max": max(v)} for name, v in self.weight_amax.items()},
+        }
 
 
 def default_calibration_text(tokenizer: ChatTokenizer) -> str:
@@ -87,7 +93,7 @@ def calibrate(checkpoint: Checkpoint, ids: list[int], source: str, sequence: int
     finally:
         for hook in hooks:
             hook.remove()
-    weights = {name: float(module.weight.abs().max()) for name, module in _quantizable_linears(model)}
+    weights = {name: module.weight.abs().amax(dim=1).tolist() for name, module in _quantizable_linears(model)}
     return Calibration(activation_amax=amax, weight_amax=weights, source=source, tokens=len(ids))
 
 

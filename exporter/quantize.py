@@ -64,8 +64,8 @@ def quantize_export(
             quantized_from=str(export_dir.resolve()),
             quantization={
                 "format": "fp8",
-                "scheme": "FLOAT8E4M3FN Q/DQ, per-tensor scales (amax / 448) on the inputs and weights of every "
-                          "projection matmul; lm_head, norms and attention softmax unquantized",
+                "scheme": "FLOAT8E4M3FN Q/DQ on every projection matmul: per-tensor activation scales, "
+                          "per-output-channel weight scales (amax / 448); lm_head, norms and attention softmax unquantized",
                 "e4m3_max": E4M3_MAX,
                 **calibration.to_dict(),
             },

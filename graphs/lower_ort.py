@@ -22,6 +22,10 @@ INT32 = 6
 MS_DOMAIN = "com.microsoft"
 
 
+def _int32(tape: ir.tape.Tape, value: ir.Value) -> ir.Value:
+    return tape.op("Cast", [value], attributes={"to": INT32})
+
+
 def lower_ort(model: ir.Model) -> dict[str, int]:
     """Returns {"group_query_attention": n, "rotary": m}."""
     graph = model.graph
@@ -37,12 +41,11 @@ def lower_ort(model: ir.Model) -> dict[str, int]:
             rotary += 1
         seq, total, _ = lengths(tape, attn)
         batch = tape.op("Shape", [attn.inputs["attention_mask"]], attributes={"start": 0, "end": 1})
-        as_int32 = lambda v: tape.op("Cast", [v], attributes={"to": INT32})  # noqa: E731
-        seqlens_k = as_int32(tape.op("Expand", [tape.op("Sub", [total, constant(tape, 1)]), batch]))
-        query_seqlens = as_int32(tape.op("Expand", [seq, batch]))
+        seqlens_k = _int32(tape, tape.op("Expand", [tape.op("Sub", [total, constant(tape, 1)]), batch]))
+        query_seqlens = _int32(tape, tape.op("Expand", [seq, batch]))
         inputs = [
             q, k, attn.inputs["value"], attn.inputs["past_key"], attn.inputs["past_value"],
-            seqlens_k, as_int32(total),
+            seqlens_k, _int32(tape, total),
             None, None, None,  # cos_cache, sin_cache, position_ids: RoPE is applied above
             padding_bias(tape, attn),
             None, None, None, None, None,  # head_sink, k_scale, v_scale, q/k norm weights

@@ -1,6 +1,6 @@
 """Train the bundled tiny EXAONE 4 on the Python standard library, on CPU, in minutes.
 
-    python scripts/train_tiny.py [--out exporter/tiny] [--steps 400]
+    python scripts/train_tiny.py [--out exporter/tiny] [--steps 1500]
 
 The result is a normal Hugging Face checkpoint directory (config.json,
 model.safetensors, tokenizer files, generation_config.json) with the real EXAONE 4
@@ -22,7 +22,6 @@ import argparse
 import ast
 import json
 import math
-import random
 import sys
 import time
 from pathlib import Path
@@ -207,7 +206,7 @@ def save(model: Exaone4ForCausalLM, tokenizer, out: Path, report: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "exporter" / "tiny")
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

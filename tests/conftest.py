@@ -73,7 +73,7 @@ def random_hf_model(config, seed: int = 0, dtype=torch.float32):
     torch.manual_seed(seed)
     model = transformers.Exaone4ForCausalLM(config)
     with torch.no_grad():
-        for name, param in model.named_parameters():
+        for param in model.parameters():
             if param.dim() == 1:
                 param.copy_(1.0 + 0.2 * torch.randn_like(param))
             else:

@@ -50,8 +50,9 @@ def test_fp8_export_records_scales_and_is_within_fp8_tolerance(trt_exports, tmp_
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert result.exit_code == 0, (tmp_path / "report" / "report.md").read_text()
     assert report["precision"] == "fp8"
-    worst_top1 = min(step["top1"] for s in report["scenarios"] for step in s["results"]["ort"]["steps"])
-    print(f"fp8 on the bundled model: worst top-1 agreement {worst_top1:.3f}")
+    worst = max(step["max_rel"] for s in report["scenarios"] for step in s["results"]["ort"]["steps"])
+    print(f"fp8 on the bundled model: worst logits max rel error {worst:.3f}")
+    assert 1e-3 < worst  # fp8 really quantizes: an fp16 export is 10x closer
 
 
 @pytest.mark.parametrize("precision", ["fp16", "fp8"])

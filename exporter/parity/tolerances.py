@@ -4,7 +4,8 @@ A backend passes a scenario when every check below holds for every step:
 
 - logits: max |error| relative to the reference's max |logit| (`logits_rel`),
   cosine similarity per position (`cosine`), mean KL divergence of the
-  next-token distributions (`kl`), top-1 agreement (`top1`);
+  next-token distributions (`kl`) per step; top-1 agreement (`top1`) over all
+  positions of the scenario;
 - KV cache: max |error| of each layer's present keys/values relative to that
   tensor's max |value| (`kv_rel`), over unpadded positions;
 - hidden states (first-divergence search): per layer, max |error| relative to
@@ -14,8 +15,10 @@ fp32 bounds sit two orders of magnitude above the error measured between our
 exports and the reference (about 1e-6 relative), and far below what one wrong
 weight or a wrong mask produces. fp16 and fp8 bounds follow from the formats'
 precision (11 and 4 mantissa bits) over a few layers; the fp8 row leaves 2-3x
-margin over what the bundled model measures (logits max rel 0.03, KV 0.054,
-min cosine 0.9976, top-1 0.946, KL 0.0012; docs/parity-report.md).
+margin over what the bundled model measures with per-channel weight scales
+(logits max rel 0.049, KV 0.082, min cosine 0.9946, KL 0.009, top-1 0.92 over
+a scenario; docs/tensorrt.md), except top-1, which is also what a deployment
+would accept.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class Tolerance:
 TOLERANCES = {
     "fp32": Tolerance(logits_rel=1e-4, cosine=0.999999, kl=1e-6, top1=1.0, kv_rel=1e-4, hidden_rel=1e-4),
     "fp16": Tolerance(logits_rel=2e-2, cosine=0.999, kl=2e-3, top1=0.97, kv_rel=2e-2, hidden_rel=3e-2),
-    "fp8": Tolerance(logits_rel=0.1, cosine=0.99, kl=0.01, top1=0.9, kv_rel=0.1, hidden_rel=0.15),
+    "fp8": Tolerance(logits_rel=0.15, cosine=0.98, kl=0.03, top1=0.9, kv_rel=0.2, hidden_rel=0.25),
 }
 
 
