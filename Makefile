@@ -1,5 +1,6 @@
 # The two commands of the README:
 #   make demo   set up .venv if needed, then run the main job on the bundled tiny model
+#               (inspect, export, lower, chat through onnxruntime, write a Triton repository)
 #   make test   set up .venv if needed, then run the test suite
 # Both install the pinned dependencies (constraints.txt) into a fresh virtual environment.
 
@@ -24,8 +25,13 @@ demo: venv
 	$(CLI) export bundled:tiny -o $(OUT)/tiny-canonical --target canonical
 	$(CLI) lower $(OUT)/tiny-canonical -o $(OUT)/tiny-ort --target ort
 	$(CLI) generate $(OUT)/tiny-ort --prompt "Show me def dumps" --max-new-tokens 60
+	$(CLI) triton $(OUT)/tiny-ort --repo $(OUT)/triton-repo --force
 
-test: venv
+# A real Triton server (CPU) for the deployment tests, unpacked from the nvidia-pytriton wheel.
+.triton/env/bin/python: scripts/setup_triton.sh
+	scripts/setup_triton.sh .triton $(PY)
+
+test: venv .triton/env/bin/python
 	$(PY) -m pytest -q
 
 # Parity reports on the bundled model for every export target (CI runs this after the tests);
@@ -42,4 +48,4 @@ parity: venv
 	done
 
 clean:
-	rm -rf $(VENV) $(OUT) build *.egg-info
+	rm -rf $(VENV) $(OUT) build *.egg-info .triton

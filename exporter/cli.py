@@ -205,6 +205,35 @@ def inspect_engine(engine_dir, as_json) -> None:
     Console().print(table)
 
 
+@main.command()
+@click.argument("source", required=False, type=click.Path(path_type=Path))
+@click.option("--repo", "repo", required=True, type=click.Path(path_type=Path), help="Model repository directory.")
+@click.option("--runtime", type=click.Choice(["python-ort", "onnxruntime", "tensorrt"]), default=None,
+              help="Decoder runtime (default: tensorrt for an engine, python-ort for an export).")
+@click.option("--python-env", type=click.Path(path_type=Path), default=None,
+              help="Virtual environment for the Python-backend models (EXECUTION_ENV_PATH).")
+@click.option("--instances", default=2, show_default=True, type=click.IntRange(1, 64), help="Generation model instances.")
+@click.option("--check", is_flag=True, help="Validate REPO instead of writing it.")
+@click.option("--force", is_flag=True, help="Overwrite a directory that is not a repository of this tool.")
+@reports_bad_input
+def triton(source, repo, runtime, python_env, instances, check, force) -> None:
+    """Write a Triton Inference Server repository from an export or engine SOURCE (or --check one)."""
+    from .triton import check_repository, write_repository
+
+    if not check:
+        if source is None:
+            raise InputError("SOURCE", "an export or engine directory is needed (or pass --check)")
+        summary = write_repository(source, repo, runtime, force=force, instances=instances, python_env=python_env)
+        click.echo(f"wrote {', '.join(summary['models'])} ({summary['runtime']}) to {repo}", err=True)
+        click.echo(f"serve it with: tritonserver --model-repository={Path(repo).resolve()}", err=True)
+    problems = check_repository(repo)
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    if problems:
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(f"{repo}: every config.pbtxt parses and matches the export", err=True)
+
+
 def _report_export(out: Path, manifest: dict, quiet: bool) -> None:
     if quiet:
         return

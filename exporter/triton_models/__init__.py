@@ -1,0 +1,1 @@
+"""model.py files copied into generated Triton repositories (run inside Triton's Python backend)."""
