@@ -311,18 +311,27 @@ def verify(export_dir, checkpoint, backends, report_dir, scenarios, engine_dir, 
 @click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--think", is_flag=True, help="Reasoning mode: open a <think> block.")
+@click.option("--tools", "tools_file", type=click.Path(path_type=Path), default=None,
+              help="JSON file with a list of tool schemas offered to the model.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (text, reasoning, content, tool calls, speed).")
+@click.option("--quiet", is_flag=True, help="Print only the generated text.")
 @reports_bad_input
-def generate(model, prompt, backend, system, max_new_tokens, temperature, top_k, top_p, seed, think) -> None:
+def generate(model, prompt, backend, system, max_new_tokens, temperature, top_k, top_p, seed, think, tools_file,
+             as_json, quiet) -> None:
     """Chat with MODEL (a checkpoint or an export), streaming tokens as they are made."""
+    import json
+
     from .backends import open_backend
     from .chat import ChatTokenizer
     from .generate import Sampling, generate_tokens
+    from .response import parse_response
     from .runners import KVCacheSession
 
+    tools = _read_tools(tools_file) if tools_file else None
     loaded = open_backend(model_dir(model), backend)
     tokenizer = ChatTokenizer.open(loaded.tokenizer_dir)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    prompt_ids = tokenizer.encode(tokenizer.render(messages, enable_thinking=think))
+    prompt_ids = tokenizer.encode(tokenizer.render(messages, enable_thinking=think, tools=tools))
     context = loaded.config.max_position_embeddings
     if len(prompt_ids) + max_new_tokens > context:
         raise InputError("--max-new-tokens", f"prompt ({len(prompt_ids)} tokens) plus new tokens exceed the context of {context}")
@@ -333,18 +342,41 @@ def generate(model, prompt, backend, system, max_new_tokens, temperature, top_k,
         start, tokens, first, shown = time.perf_counter(), [], None, ""
         for token in generate_tokens(session, prompt_ids, max_new_tokens, stop, sampling):
             first = first or time.perf_counter()
+            if token in stop:
+                break
             tokens.append(token)
             text = tokenizer.decode(tokens)
-            click.echo(text[len(shown):], nl=False)
+            if not as_json:
+                click.echo(text[len(shown):], nl=False)
             shown = text
         end = time.perf_counter()
-    click.echo()
     decoded = max(len(tokens) - 1, 0)
-    click.echo(
-        f"[{loaded.runner.name}: prefill {len(prompt_ids)} tokens at {len(prompt_ids) / (first - start):.0f} tok/s, "
-        f"decode {decoded} tokens at {decoded / max(end - first, 1e-9):.0f} tok/s]",
-        err=True,
-    )
+    speed = {"prefill_tokens": len(prompt_ids), "prefill_tokens_per_s": round(len(prompt_ids) / (first - start), 1),
+             "decode_tokens": decoded, "decode_tokens_per_s": round(decoded / max(end - first, 1e-9), 1)}
+    if as_json:
+        parsed = parse_response(shown, thinking_opened=think)
+        click.echo(json.dumps({"backend": loaded.runner.name, "text": shown, **parsed.to_dict(), "tokens": tokens, **speed}))
+        return
+    click.echo()
+    if not quiet:
+        click.echo(f"[{loaded.runner.name}: prefill {len(prompt_ids)} tokens at {speed['prefill_tokens_per_s']:.0f} tok/s, "
+                   f"decode {decoded} tokens at {speed['decode_tokens_per_s']:.0f} tok/s]", err=True)
+        if tools or think:
+            parsed = parse_response(shown, thinking_opened=think)
+            for call in parsed.tool_calls:
+                click.echo(f"[tool call: {call['name']}({json.dumps(call['arguments'])})]", err=True)
+
+
+def _read_tools(path: Path) -> list:
+    import json
+
+    try:
+        tools = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(str(path), f"is not a readable JSON file ({exc})") from None
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        raise InputError(str(path), "must hold a JSON list of tool schemas (objects)")
+    return tools
 
 
 if __name__ == "__main__":
