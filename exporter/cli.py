@@ -276,20 +276,23 @@ class _progress:
 @click.option("--scenario", "scenarios", multiple=True, help="Run only these scenarios (repeatable).")
 @click.option("--engine", "engine_dir", type=click.Path(path_type=Path), default=None,
               help="TensorRT engine directory built from EXPORT_DIR, for --backend trt.")
+@click.option("--polygraphy", "polygraphy_dir", type=click.Path(path_type=Path), default=None,
+              help="Also save the feeds and reference outputs for `polygraphy run --load-inputs/--load-outputs`.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--max-context", default=4096, show_default=True, type=click.IntRange(8),
               help="Cap on the long-context scenario's length.")
 @click.option("--force", is_flag=True, help="Overwrite a report directory that holds something else.")
 @click.option("--quiet", is_flag=True)
 @reports_bad_input
-def verify(export_dir, checkpoint, backends, report_dir, scenarios, engine_dir, seed, max_context, force, quiet) -> None:
+def verify(export_dir, checkpoint, backends, report_dir, scenarios, engine_dir, polygraphy_dir, seed, max_context, force,
+           quiet) -> None:
     """Check EXPORT_DIR against the PyTorch reference; exit 0 within tolerance, 1 parity failure, 2 bad input."""
     from .parity.report import check_report_dir, markdown, write_report
     from .parity.verify import VerifyOptions, verify_export
 
     check_report_dir(report_dir, force)
     options = VerifyOptions(backends=tuple(backends) or ("ort", "transformers"), seed=seed, max_context=max_context,
-                            scenarios=tuple(scenarios) or None, engine_dir=engine_dir)
+                            scenarios=tuple(scenarios) or None, engine_dir=engine_dir, polygraphy_dir=polygraphy_dir)
     with _progress(quiet) as step:
         report = verify_export(export_dir, model_dir(checkpoint), options, progress=step)
         write_report(report, report_dir, force=force)

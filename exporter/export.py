@@ -25,12 +25,15 @@ import torch
 from ..graphs.attention_function import OPSET, add_attention_function
 from ..graphs.pipeline import TARGETS, run_pipeline
 from .checkpoint import Checkpoint
+from .config import load_config
 from .errors import InputError
+from .genai import genai_config
 from .output_dir import staged_directory
 from .trace import trace
 from .weights import bind_weights
 
 MANIFEST = "export.json"
+GENAI_CONFIG = "genai_config.json"
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
 EXTERNAL_DATA_THRESHOLD = 1 << 30  # bytes of weights above which they go to model.onnx.data
@@ -84,6 +87,7 @@ def export_checkpoint(
         copy_side_files(checkpoint.directory, staging)
         manifest = _manifest(checkpoint, options, model, counts, files, time.perf_counter() - started)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _write_genai_config(manifest, checkpoint.config, staging)
     return manifest
 
 
@@ -124,7 +128,15 @@ def lower_export(
             export_seconds=round(manifest["export_seconds"] + time.perf_counter() - started, 2),
         )
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _write_genai_config(manifest, load_config(canonical_dir / "config.json"), staging)
     return manifest
+
+
+def _write_genai_config(manifest: dict, config, directory: Path) -> None:
+    """An ort export also loads in onnxruntime-genai (docs/io-contract.md)."""
+    if manifest["target"] == "ort":
+        genai = genai_config(manifest, list(config.eos_token_ids), config.pad_token_id)
+        (directory / GENAI_CONFIG).write_text(json.dumps(genai, indent=2) + "\n")
 
 
 def copy_side_files(source: Path, destination: Path) -> None:

@@ -25,6 +25,7 @@ from ..export import read_manifest
 from ..load import load_reference_model
 from ..runners import CacheLayout, OrtRunner, Runner, TorchRunner, TransformersRunner
 from .harness import compare, run_scenario
+from .polygraphy_io import RecordingRunner, save_polygraphy
 from .scenarios import build_scenarios
 from .tolerances import TOLERANCES, precision_of
 
@@ -38,6 +39,7 @@ class VerifyOptions:
     max_context: int = 4096
     scenarios: tuple[str, ...] | None = None  # None: all
     engine_dir: Path | None = None  # the TensorRT engine for the trt backend
+    polygraphy_dir: Path | None = None  # also save feeds / reference outputs in Polygraphy's formats
 
 
 def _open_backend(
@@ -89,7 +91,7 @@ def verify_export(
         scenarios = [s for s in scenarios if s.name in options.scenarios]
 
     progress("loading reference model")
-    reference = TorchRunner(load_reference_model(checkpoint), hidden_states=True)
+    reference = RecordingRunner(TorchRunner(load_reference_model(checkpoint), hidden_states=True))
     reference_layout = CacheLayout.of(checkpoint.config)
     backends, skipped = {}, {}
     for name in options.backends:
@@ -105,7 +107,9 @@ def verify_export(
             stack.enter_context(runner)
         for scenario in scenarios:
             progress(f"scenario {scenario.name}: reference")
+            reference.recording = options.polygraphy_dir is not None and scenario.batch == 1
             ref_trace = run_scenario(reference, reference_layout, scenario, None)
+            reference.recording = False
             entry = {
                 "name": scenario.name,
                 "description": scenario.description,
@@ -119,6 +123,8 @@ def verify_export(
                 entry["results"][name] = compare(ref_trace, got, checkpoint.config.num_layers, tolerance)
             results.append(entry)
 
+    if options.polygraphy_dir is not None:
+        save_polygraphy(reference.records, options.polygraphy_dir)
     passed = all(r["passed"] for s in results for r in s["results"].values())
     return {
         "format": "exaone4-parity/1",
