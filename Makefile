@@ -28,10 +28,10 @@ demo: venv
 	$(CLI) triton $(OUT)/tiny-ort --repo $(OUT)/triton-repo --force
 
 # A real Triton server (CPU) for the deployment tests, unpacked from the nvidia-pytriton wheel.
-.triton/env/bin/python: scripts/setup_triton.sh
+.triton/env/.complete: scripts/setup_triton.sh
 	scripts/setup_triton.sh .triton $(PY)
 
-test: venv .triton/env/bin/python
+test: venv .triton/env/.complete
 	$(PY) -m pytest -q
 
 # Parity reports on the bundled model for every export target (CI runs this after the tests);

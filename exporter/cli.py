@@ -104,14 +104,15 @@ def _architecture_table(summary: dict) -> Table:
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an output directory that is not an earlier export.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines on stderr; the result as JSON on stdout.")
 @reports_bad_input
-def export(checkpoint, out, target, dtype, force, quiet) -> None:
+def export(checkpoint, out, target, dtype, force, quiet, as_json) -> None:
     """Export CHECKPOINT to ONNX with a KV cache (model.onnx + export.json in OUT)."""
     from .export import ExportOptions, export_checkpoint
 
-    with _progress(quiet) as step:
+    with _progress(quiet, as_json) as step:
         manifest = export_checkpoint(model_dir(checkpoint), out, ExportOptions(target, dtype, force), progress=step)
-    _report_export(out, manifest, quiet)
+    _report_export(out, manifest, quiet, as_json)
 
 
 @main.command()
@@ -120,14 +121,15 @@ def export(checkpoint, out, target, dtype, force, quiet) -> None:
 @click.option("--target", type=click.Choice(["ort", "standard", "trt", "canonical"]), required=True)
 @click.option("--force", is_flag=True, help="Overwrite an output directory that is not an earlier export.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines on stderr; the result as JSON on stdout.")
 @reports_bad_input
-def lower(canonical_export, out, target, force, quiet) -> None:
+def lower(canonical_export, out, target, force, quiet, as_json) -> None:
     """Lower a canonical export to another target without tracing again."""
     from .export import lower_export
 
-    with _progress(quiet) as step:
+    with _progress(quiet, as_json) as step:
         manifest = lower_export(canonical_export, out, target, force=force, progress=step)
-    _report_export(out, manifest, quiet)
+    _report_export(out, manifest, quiet, as_json)
 
 
 @main.command()
@@ -137,14 +139,15 @@ def lower(canonical_export, out, target, force, quiet) -> None:
 @click.option("--calib", type=click.Path(path_type=Path), default=None, help="UTF-8 text to calibrate on (default: built-in).")
 @click.option("--force", is_flag=True, help="Overwrite an output directory that is not an earlier export.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines on stderr; the result as JSON on stdout.")
 @reports_bad_input
-def quantize(export_dir, checkpoint, out, calib, force, quiet) -> None:
+def quantize(export_dir, checkpoint, out, calib, force, quiet, as_json) -> None:
     """FP8 (E4M3) Q/DQ export from EXPORT_DIR, calibrated on the reference model."""
     from .quantize import quantize_export
 
-    with _progress(quiet) as step:
+    with _progress(quiet, as_json) as step:
         manifest = quantize_export(export_dir, model_dir(checkpoint), out, calib, force=force, progress=step)
-    _report_export(out, manifest, quiet)
+    _report_export(out, manifest, quiet, as_json)
 
 
 @main.command()
@@ -158,15 +161,20 @@ def quantize(export_dir, checkpoint, out, calib, force, quiet) -> None:
               help="TensorRT for RTX targets, e.g. SM89 (repeatable; default SM80/86/89 for fp16, SM89 for fp8).")
 @click.option("--force", is_flag=True, help="Overwrite an output directory that is not an engine directory.")
 @click.option("--quiet", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines on stderr; the result as JSON on stdout.")
 @reports_bad_input
-def build(export_dir, precision, out, max_batch, max_prefill, max_context, targets, force, quiet) -> None:
+def build(export_dir, precision, out, max_batch, max_prefill, max_context, targets, force, quiet, as_json) -> None:
     """Build a TensorRT engine (model.engine + build.json) from an fp16 or fp8 export."""
+    import json
+
     from .engine import BuildOptions, build_engine
 
     options = BuildOptions(precision, max_batch, max_prefill, max_context, tuple(targets), force)
-    with _progress(quiet) as step:
+    with _progress(quiet, as_json) as step:
         result = build_engine(export_dir, out, options, progress=step)
-    if not quiet:
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in result.items() if k != "layers"}))
+    elif not quiet:
         click.echo(f"built {precision} engine with {result['provider']} {result['provider_version']} in "
                    f"{result['build_seconds']:.1f} s: {out}/model.engine ({result['engine_bytes'] / 2**20:.1f} MiB)", err=True)
 
@@ -234,7 +242,12 @@ def triton(source, repo, runtime, python_env, instances, check, force) -> None:
     click.echo(f"{repo}: every config.pbtxt parses and matches the export", err=True)
 
 
-def _report_export(out: Path, manifest: dict, quiet: bool) -> None:
+def _report_export(out: Path, manifest: dict, quiet: bool, as_json: bool = False) -> None:
+    if as_json:
+        import json
+
+        click.echo(json.dumps(manifest))
+        return
     if quiet:
         return
     size = sum(p.stat().st_size for p in Path(out).iterdir() if p.name.startswith("model.onnx"))
@@ -245,26 +258,10 @@ def _report_export(out: Path, manifest: dict, quiet: bool) -> None:
     )
 
 
-class _progress:
-    """A rich status line on stderr naming the current step; silent with --quiet."""
+def _progress(quiet: bool, as_json: bool = False):
+    from .progress import make_progress
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.status = None
-
-    def __enter__(self):
-        if not self.quiet:
-            self.status = Console(stderr=True).status("starting")
-            self.status.__enter__()
-        return self.update
-
-    def update(self, message: str) -> None:
-        if self.status is not None:
-            self.status.update(message)
-
-    def __exit__(self, *exc) -> None:
-        if self.status is not None:
-            self.status.__exit__(*exc)
+    return make_progress(quiet=quiet, as_json=as_json)
 
 
 @main.command()
@@ -283,9 +280,10 @@ class _progress:
               help="Cap on the long-context scenario's length.")
 @click.option("--force", is_flag=True, help="Overwrite a report directory that holds something else.")
 @click.option("--quiet", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines on stderr; the result as JSON on stdout.")
 @reports_bad_input
 def verify(export_dir, checkpoint, backends, report_dir, scenarios, engine_dir, polygraphy_dir, seed, max_context, force,
-           quiet) -> None:
+           quiet, as_json) -> None:
     """Check EXPORT_DIR against the PyTorch reference; exit 0 within tolerance, 1 parity failure, 2 bad input."""
     from .parity.report import check_report_dir, markdown, write_report
     from .parity.verify import VerifyOptions, verify_export
@@ -293,10 +291,16 @@ def verify(export_dir, checkpoint, backends, report_dir, scenarios, engine_dir, 
     check_report_dir(report_dir, force)
     options = VerifyOptions(backends=tuple(backends) or ("ort", "transformers"), seed=seed, max_context=max_context,
                             scenarios=tuple(scenarios) or None, engine_dir=engine_dir, polygraphy_dir=polygraphy_dir)
-    with _progress(quiet) as step:
+    with _progress(quiet, as_json) as step:
         report = verify_export(export_dir, model_dir(checkpoint), options, progress=step)
         write_report(report, report_dir, force=force)
-    if not quiet:
+    if as_json:
+        import json
+
+        summary = {s["name"]: {b: r["passed"] for b, r in s["results"].items()} for s in report["scenarios"]}
+        click.echo(json.dumps({"passed": report["passed"], "report": str(report_dir), "scenarios": summary,
+                               "skipped": report["skipped"]}))
+    elif not quiet:
         click.echo(markdown(report).split("\n\nScenarios:")[0])
         click.echo(f"report written to {report_dir}", err=True)
     sys.exit(0 if report["passed"] else 1)

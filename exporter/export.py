@@ -79,7 +79,13 @@ def export_checkpoint(
         progress("tracing with fake weights")
         model = trace(checkpoint.config, dtype)
         add_attention_function(model)
-        bind_weights(model, checkpoint, dtype)
+        written = []
+
+        def weight_written(name: str) -> None:
+            written.append(name)
+            _advance(progress, len(written), total)
+
+        total = bind_weights(model, checkpoint, dtype, on_written=weight_written)
         counts = run_pipeline(model, options.target, on_pass=lambda name: progress(f"pass {name}"))
         model.producer_name, model.producer_version = "exaone4-export", _version()
         progress("streaming weights")
@@ -137,6 +143,13 @@ def _write_genai_config(manifest: dict, config, directory: Path) -> None:
     if manifest["target"] == "ort":
         genai = genai_config(manifest, list(config.eos_token_ids), config.pad_token_id)
         (directory / GENAI_CONFIG).write_text(json.dumps(genai, indent=2) + "\n")
+
+
+def _advance(progress, done: int, total: int) -> None:
+    """Report counts when the progress callback is a `Progress` (plain callables only get steps)."""
+    advance = getattr(progress, "advance", None)
+    if advance:
+        advance(done, total)
 
 
 def copy_side_files(source: Path, destination: Path) -> None:

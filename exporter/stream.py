@@ -80,12 +80,14 @@ def locate_tensors(path: Path) -> dict[str, TensorLocation]:
 class StreamedTensor(ir.LazyTensor):
     """A checkpoint tensor, converted to `dtype` and optionally transposed, written in chunks."""
 
-    def __init__(self, source: TensorLocation, dtype: torch.dtype, transpose: bool, name: str, ir_dtype: ir.DataType):
+    def __init__(self, source: TensorLocation, dtype: torch.dtype, transpose: bool, name: str, ir_dtype: ir.DataType,
+                 on_written=None):
         shape = source.shape[::-1] if transpose else source.shape
         super().__init__(self._whole, dtype=ir_dtype, shape=ir.Shape(list(shape)), name=name)
         self.source = source
         self.target_dtype = dtype
         self.transpose = transpose
+        self.on_written = on_written  # called with the tensor's name once it is in the file
 
     def _rows_per_block(self) -> int:
         return max(1, CHUNK_BYTES // max(self.source.row_bytes, 1))
@@ -105,9 +107,17 @@ class StreamedTensor(ir.LazyTensor):
         tensor = torch.cat(blocks) if blocks else torch.empty(self.source.shape, dtype=self.target_dtype)
         if self.transpose:
             tensor = tensor.t()
-        return ir.tensor(to_numpy(tensor.contiguous()), name=self.name)
+        result = ir.tensor(to_numpy(tensor.contiguous()), name=self.name)
+        if self.on_written:  # inline saves (small models) serialize the whole tensor instead of tofile
+            self.on_written(self.name)
+        return result
 
     def tofile(self, file) -> None:
+        self._write(file)
+        if self.on_written:
+            self.on_written(self.name)
+
+    def _write(self, file) -> None:
         if not self.transpose or len(self.source.shape) != 2:
             for _, _, block in self._blocks():
                 file.write(_raw(to_numpy(block.contiguous())))

@@ -29,8 +29,11 @@ def _rope_table(checkpoint: Checkpoint, which: int, dtype: torch.dtype):
     return load
 
 
-def bind_weights(model: ir.Model, checkpoint: Checkpoint, dtype: torch.dtype) -> int:
-    """Give every initializer lazy data from the checkpoint; returns how many were bound."""
+def bind_weights(model: ir.Model, checkpoint: Checkpoint, dtype: torch.dtype, on_written=None) -> int:
+    """Give every initializer lazy data from the checkpoint; returns how many were bound.
+
+    `on_written(name)` is called as each weight reaches the output file (progress bars).
+    """
     locations = {}
     for path in checkpoint.files:
         locations.update(locate_tensors(path))
@@ -51,6 +54,7 @@ def bind_weights(model: ir.Model, checkpoint: Checkpoint, dtype: torch.dtype) ->
         if source not in locations:
             raise InputError(str(checkpoint.directory), f"the traced graph needs {source!r}, absent from the checkpoint")
         value.name = name
-        value.const_value = StreamedTensor(locations[source], dtype, transpose, name=name, ir_dtype=value.dtype)
+        value.const_value = StreamedTensor(locations[source], dtype, transpose, name=name, ir_dtype=value.dtype,
+                                           on_written=on_written)
         bound += 1
     return bound

@@ -8,7 +8,7 @@
 set -euo pipefail
 dest=${1:-.triton}
 python=${2:-.venv/bin/python}
-[ -x "$dest/bin/tritonserver" ] && [ -x "$dest/env/bin/python" ] && exit 0
+[ -x "$dest/bin/tritonserver" ] && [ -f "$dest/env/.complete" ] && exit 0
 version=$("$python" -c 'import sys; print(f"{sys.version_info.major}.{sys.version_info.minor}")')
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -21,7 +21,10 @@ cp -r "$root/backends/python" "$dest.partial/backends/"
 cp "$root/python_backend_stubs/$version/triton_python_backend_stub" "$dest.partial/backends/python/"
 cp -r "$work/wheel/nvidia_pytriton.libs" "$dest.partial/libs"
 chmod +x "$dest.partial/bin/tritonserver" "$dest.partial/backends/python/triton_python_backend_stub"
-"$python" -m venv "$dest.partial/env"
-"$dest.partial/env/bin/python" -m pip install --quiet "numpy==1.26.4" "onnxruntime==1.32.0" "tokenizers==0.23.3" "jinja2==3.1.6"
 rm -rf "$dest" && mv "$dest.partial" "$dest"
+# the environment is made in place: a virtual environment records its own path (bin/activate,
+# which the Python backend sources) and does not survive being moved
+"$python" -m venv "$dest/env"
+"$dest/env/bin/python" -m pip install --quiet "numpy==1.26.4" "onnxruntime==1.32.0" "tokenizers==0.23.3" "jinja2==3.1.6"
+touch "$dest/env/.complete"
 echo "Triton Inference Server unpacked into $dest"

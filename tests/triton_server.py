@@ -24,7 +24,7 @@ def free_port() -> int:
 
 def ensure_triton() -> Path | None:
     """The unpacked server (scripts/setup_triton.sh), or None when it cannot be had."""
-    if not (TRITON / "bin" / "tritonserver").is_file() or not (TRITON / "env" / "bin" / "python").is_file():
+    if not (TRITON / "bin" / "tritonserver").is_file() or not (TRITON / "env" / ".complete").is_file():
         result = subprocess.run([str(ROOT / "scripts" / "setup_triton.sh"), str(TRITON), sys.executable],
                                 capture_output=True, text=True)
         if result.returncode != 0:

@@ -105,7 +105,10 @@ def verify_export(
     with ExitStack() as stack:
         for runner, _ in backends.values():
             stack.enter_context(runner)
-        for scenario in scenarios:
+        for done, scenario in enumerate(scenarios):
+            advance = getattr(progress, "advance", None)
+            if advance:
+                advance(done, len(scenarios))
             progress(f"scenario {scenario.name}: reference")
             reference.recording = options.polygraphy_dir is not None and scenario.batch == 1
             ref_trace = run_scenario(reference, reference_layout, scenario, None)
