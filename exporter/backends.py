@@ -20,7 +20,7 @@ from .export import MANIFEST, read_manifest
 from .load import load_reference_model
 from .runners import CacheLayout, OrtRunner, Runner, TorchRunner
 
-BACKENDS = ("torch", "ort")
+BACKENDS = ("torch", "ort", "trt")
 
 
 @dataclass
@@ -37,13 +37,20 @@ def is_export(directory: Path) -> bool:
     return (Path(directory) / MANIFEST).is_file()
 
 
+def is_engine(directory: Path) -> bool:
+    return (Path(directory) / "build.json").is_file()
+
+
 def open_backend(model_dir: Path, backend: str | None = None, threads: int = 0) -> Backend:
     """A runner for MODEL; the default backend is ort for exports and torch for checkpoints."""
     model_dir = Path(model_dir)
     exported = is_export(model_dir)
-    backend = backend or ("ort" if exported else "torch")
+    engine = is_engine(model_dir)
+    backend = backend or ("trt" if engine else "ort" if exported else "torch")
     if backend not in BACKENDS:
         raise InputError("--backend", f"{backend!r} is not one of {', '.join(BACKENDS)}")
+    if backend == "trt" or engine:
+        return _open_engine(model_dir, backend)
     if backend == "ort":
         if not exported:
             raise InputError(str(model_dir), "the ort backend runs an export; run `exaone4-export export` first")
@@ -59,3 +66,18 @@ def open_backend(model_dir: Path, backend: str | None = None, threads: int = 0) 
     checkpoint = Checkpoint.open(checkpoint_dir)
     model = load_reference_model(checkpoint)
     return Backend(TorchRunner(model), checkpoint.config, CacheLayout.of(checkpoint.config), checkpoint_dir)
+
+
+def _open_engine(engine_dir: Path, backend: str) -> Backend:
+    """A TensorRT engine directory: only the trt backend runs it, and only on a GPU."""
+    from .trt_runner import TrtRunner, unavailable_reason
+
+    if not is_engine(engine_dir):
+        raise InputError(str(engine_dir), "the trt backend runs an engine directory (exaone4-export build)")
+    if backend != "trt":
+        raise InputError(str(engine_dir), f"is a TensorRT engine; the {backend} backend cannot run it")
+    reason = unavailable_reason()
+    if reason:
+        raise InputError("--backend trt", reason)
+    config = load_config(engine_dir / "config.json")
+    return Backend(TrtRunner(engine_dir), config, CacheLayout.of(config, np.float16), engine_dir)

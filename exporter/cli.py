@@ -309,8 +309,8 @@ def verify(export_dir, checkpoint, backends, report_dir, scenarios, engine_dir, 
 @main.command()
 @click.argument("model", default=BUNDLED_NAME)
 @click.option("--prompt", required=True, help="The user message.")
-@click.option("--backend", type=click.Choice(["torch", "ort"]), default=None,
-              help="Default: ort for an export directory, torch for a checkpoint.")
+@click.option("--backend", type=click.Choice(["torch", "ort", "trt"]), default=None,
+              help="Default: trt for an engine directory, ort for an export, torch for a checkpoint.")
 @click.option("--system", default=None, help="An optional system message.")
 @click.option("--max-new-tokens", default=48, show_default=True, type=click.IntRange(1, 1 << 20))
 @click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0.0))
@@ -325,7 +325,7 @@ def verify(export_dir, checkpoint, backends, report_dir, scenarios, engine_dir, 
 @reports_bad_input
 def generate(model, prompt, backend, system, max_new_tokens, temperature, top_k, top_p, seed, think, tools_file,
              as_json, quiet) -> None:
-    """Chat with MODEL (a checkpoint or an export), streaming tokens as they are made."""
+    """Chat with MODEL (a checkpoint, an export or an engine), streaming tokens as they are made."""
     import json
 
     from .backends import open_backend

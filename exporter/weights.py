@@ -30,7 +30,7 @@ def _rope_table(checkpoint: Checkpoint, which: int, dtype: torch.dtype):
 
 
 def bind_weights(model: ir.Model, checkpoint: Checkpoint, dtype: torch.dtype, on_written=None) -> int:
-    """Give every initializer lazy data from the checkpoint; returns how many were bound.
+    """Give every initializer lazy data; returns how many are streamed from the checkpoint.
 
     `on_written(name)` is called as each weight reaches the output file (progress bars).
     """
@@ -45,7 +45,6 @@ def bind_weights(model: ir.Model, checkpoint: Checkpoint, dtype: torch.dtype, on
             value.const_value = ir.LazyTensor(
                 _rope_table(checkpoint, ROPE_NAMES[name], dtype), dtype=value.dtype, shape=value.shape, name=name
             )
-            bound += 1
             continue
         transpose = name.endswith(TRANSPOSED_SUFFIX)
         source = name.removesuffix(TRANSPOSED_SUFFIX)

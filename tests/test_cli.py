@@ -116,3 +116,15 @@ def test_export_lower_and_generate_agree_across_backends(tmp_path):
 def test_ort_backend_needs_an_export():
     result = run("generate", "bundled:tiny", "--backend", "ort", "--prompt", "hi")
     assert result.exit_code == 2 and "the ort backend runs an export" in result.output
+
+
+def test_json_progress_and_result(tmp_path):
+    result = CliRunner().invoke(main, ["export", "bundled:tiny", "-o", str(tmp_path / "e"), "--json"])
+    assert result.exit_code == 0
+    manifest = json.loads(result.stdout)
+    assert manifest["target"] == "canonical"
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    steps = [e["name"] for e in events if e["event"] == "step"]
+    assert steps[:2] == ["reading checkpoint", "tracing with fake weights"] and "streaming weights" in steps
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress[-1]["done"] == progress[-1]["total"] == 90  # 8 layers x 11 + embedding + final norm (lm_head tied)

@@ -126,3 +126,14 @@ def test_trt_backend_is_skipped_with_the_reason_without_a_gpu(trt_exports, tmp_p
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["skipped"] == {"trt": "no CUDA GPU on this machine (TensorRT engines run on NVIDIA GPUs only)"}
+
+
+def test_generate_on_an_engine_needs_a_gpu(trt_exports, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: scripts/gpu-check.sh covers engine generation")
+    engine = tmp_path / "engine"
+    assert cli("build", trt_exports / "trt-fp16", "--precision", "fp16", "-o", engine, "--quiet").exit_code == 0
+    result = cli("generate", engine, "--prompt", "hi")
+    assert result.exit_code == 2 and "no CUDA GPU on this machine" in result.output
