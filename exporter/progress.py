@@ -4,8 +4,8 @@ Library functions take a `Progress` (default: silent) and call
 `progress.step(name)` when a phase starts and `progress.advance(done, total)`
 inside it (tensors streamed, scenarios run). The CLI picks the flavour:
 
-    rich    a status line with a bar and counts on stderr
-    quiet   nothing
+    rich    a status line with a bar and counts on stderr (when stderr is a terminal)
+    quiet   nothing (also the default when stderr is not a terminal)
     json    one JSON object per event on stderr: {"event": "step", "name": ...} /
             {"event": "progress", "step": ..., "done": n, "total": m}
 """
@@ -71,16 +71,10 @@ class RichProgress(Progress):
 
 
 def make_progress(quiet: bool = False, as_json: bool = False) -> Progress:
+    """JSON lines when asked; a rich bar on a terminal; otherwise nothing (logs and pipes stay
+    clean, and a refused input still prints exactly one line)."""
     if as_json:
         return JsonProgress()
     if quiet or not sys.stderr.isatty():
-        return Progress() if quiet else _PlainProgress()
+        return Progress()
     return RichProgress()
-
-
-class _PlainProgress(Progress):
-    """Not a terminal (CI logs): one line per step, no redraws."""
-
-    def step(self, name: str) -> None:
-        super().step(name)
-        print(f"... {name}", file=sys.stderr, flush=True)
