@@ -7,6 +7,7 @@ Every command turns its options into library calls. Bad input raised as
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 import time
 from pathlib import Path
@@ -26,19 +27,33 @@ def model_dir(value: str) -> Path:
     return TINY_DIR if value == BUNDLED_NAME else Path(value)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C so staged outputs are cleaned up on the way out."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def reports_bad_input(command):
-    """Turn InputError (and Ctrl-C) into a one-line message and a non-zero exit."""
+    """Turn InputError into one line and exit 2; Ctrl-C / SIGTERM clean up and exit 130 / 143."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return command(*args, **kwargs)
         except InputError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            click.echo("interrupted: partial outputs removed", err=True)
             sys.exit(130)
+        except Terminated:
+            click.echo("terminated: partial outputs removed", err=True)
+            sys.exit(143)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 

@@ -6,13 +6,16 @@
 
 A directory that exists, is not empty and holds no `marker` file (so it is not an
 earlier output of the same kind) is refused unless `force` is set. If the block
-raises (an error, Ctrl-C), the staging directory is removed and `out` is left as
-it was. An earlier output is replaced in two renames, so readers never see a
-half-written directory under the final name.
+raises (an error, Ctrl-C, or SIGTERM turned into `Terminated` by the CLI), the
+staging directory is removed and `out` is left as it was. An earlier output is
+replaced in two renames, so readers never see a half-written directory under the
+final name. A lock file next to `out` (`.NAME.lock`, flock) keeps two runs from
+writing the same output at once: the second is refused with the first's pid.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from collections.abc import Iterator
@@ -31,10 +34,42 @@ def check_output_dir(out: Path, marker: str, force: bool) -> None:
 
 
 @contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on writing `out`; refuse if another process holds it.
+
+    The lock file is removed on release; with three or more runs racing on the
+    same output in the instant of that removal, two could both get a lock.
+    """
+    lock_path = out.parent / f".{out.name}.lock"
+    with open(lock_path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise InputError(str(out), f"is being written by another run (pid {holder}); wait for it to finish") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock_path.unlink(missing_ok=True)
+
+
+@contextmanager
 def staged_directory(out: Path, marker: str, force: bool = False) -> Iterator[Path]:
     out = Path(out)
     check_output_dir(out, marker, force)
     out.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(out):
+        yield from _staged(out)
+
+
+def _staged(out: Path) -> Iterator[Path]:
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
