@@ -124,10 +124,11 @@ class Checkpoint:
     def file_hashes(self) -> dict[str, str]:
         """sha256 of config.json and every weight file, for manifests."""
         paths = [self.directory / "config.json", *self.files]
-        return {p.name: _sha256(p) for p in paths}
+        return {p.name: sha256_file(p) for p in paths}
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -11,7 +11,6 @@ ones are streamed from safetensors into the output one tensor at a time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -24,7 +23,7 @@ import torch
 
 from ..graphs.attention_function import OPSET, add_attention_function
 from ..graphs.pipeline import TARGETS, run_pipeline
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, sha256_file
 from .config import load_config
 from .errors import InputError
 from .genai import genai_config
@@ -166,15 +165,7 @@ def save_model(model: ir.Model, directory: Path) -> dict[str, str]:
         ir.save(model, directory / MODEL_FILE, external_data=DATA_FILE)
     else:
         ir.save(model, directory / MODEL_FILE)
-    return {p.name: _sha256(p) for p in (directory / MODEL_FILE, directory / DATA_FILE) if p.is_file()}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return {p.name: sha256_file(p) for p in (directory / MODEL_FILE, directory / DATA_FILE) if p.is_file()}
 
 
 def describe_io(values) -> list[dict]:
