@@ -29,7 +29,7 @@ import onnx_ir as ir
 
 from ..graphs.pipeline import run_pipeline
 from .errors import InputError
-from .export import MODEL_FILE, read_manifest, save_model
+from .export import MODEL_FILE, copy_side_files, read_manifest, save_model
 from .output_dir import staged_directory
 
 ENGINE_FILE = "model.engine"
@@ -180,10 +180,7 @@ def build_engine(
                        "quantization": (manifest.get("quantization") or {}).get("format"), "files": manifest.get("files", {})},
         }
         (staging / BUILD_MANIFEST).write_text(json.dumps(build, indent=2) + "\n")
-        for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                     "special_tokens_map.json", "chat_template.jinja"):
-            if (export_dir / name).is_file():
-                (staging / name).write_bytes((export_dir / name).read_bytes())
+        copy_side_files(export_dir, staging)
     return build
 
 

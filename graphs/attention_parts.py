@@ -109,6 +109,25 @@ def rotate(tape: ir.tape.Tape, attn: CustomAttention, x: ir.Value, heads: int) -
     )
 
 
+def lower_each_attention(model: ir.Model, rewrite) -> tuple[int, int]:
+    """Replace every custom attention node by what `rewrite(tape, attn)` builds on a fresh tape.
+
+    `rewrite` returns the values that take the node's outputs' place. Returns
+    (nodes lowered, layers that rotate).
+    """
+    graph = model.graph
+    lowered = rotary = 0
+    for node in list(graph):
+        if not is_custom_attention(node):
+            continue
+        attn = read_custom_attention(node)
+        tape = ir.tape.Tape()
+        replace_node(graph, node, tape, rewrite(tape, attn))
+        lowered += 1
+        rotary += attn.rope
+    return lowered, rotary
+
+
 def replace_node(graph: ir.Graph, node: ir.Node, tape: ir.tape.Tape, outputs) -> None:
     """Put the tape's nodes where `node` was and route its outputs to `outputs`."""
     ir.convenience.replace_nodes_and_values(
@@ -121,22 +140,18 @@ def replace_node(graph: ir.Graph, node: ir.Node, tape: ir.tape.Tape, outputs) ->
     )
 
 
-def standard_attention(tape: ir.tape.Tape, attn: CustomAttention, softmax_fp32: bool) -> tuple[list[ir.Value], bool]:
-    """Opset-23 RotaryEmbedding (if the layer rotates) + bool mask + Attention.
-
-    Returns (outputs, rotated). With `softmax_fp32` the Attention node asks for
-    fp32 softmax (`softmax_precision = 1`).
-    """
+def standard_attention(tape: ir.tape.Tape, attn: CustomAttention) -> list[ir.Value]:
+    """Opset-23 RotaryEmbedding (if the layer rotates) + bool mask + Attention, softmax in fp32
+    (`softmax_precision = 1`)."""
     q, k = attn.inputs["query"], attn.inputs["key"]
     if attn.rope:
         q, k = rotate(tape, attn, q, attn.num_heads), rotate(tape, attn, k, attn.kv_num_heads)
-    attributes = {"q_num_heads": attn.num_heads, "kv_num_heads": attn.kv_num_heads, "scale": attn.scale}
-    if softmax_fp32:
-        attributes["softmax_precision"] = 1  # TensorProto.FLOAT
+    attributes = {"q_num_heads": attn.num_heads, "kv_num_heads": attn.kv_num_heads, "scale": attn.scale,
+                  "softmax_precision": 1}  # TensorProto.FLOAT
     outputs = tape.op_multi_out(
         "Attention",
         [q, k, attn.inputs["value"], allowed_mask(tape, attn), attn.inputs["past_key"], attn.inputs["past_value"]],
         attributes=attributes,
         num_outputs=3,
     )
-    return list(outputs), attn.rope
+    return list(outputs)

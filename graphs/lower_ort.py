@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from .attention_parts import constant, is_custom_attention, lengths, padding_bias, read_custom_attention, replace_node, rotate
+from .attention_parts import CustomAttention, constant, lengths, lower_each_attention, padding_bias, rotate
 
 INT32 = 6
 MS_DOMAIN = "com.microsoft"
@@ -26,46 +26,35 @@ def _int32(tape: ir.tape.Tape, value: ir.Value) -> ir.Value:
     return tape.op("Cast", [value], attributes={"to": INT32})
 
 
+def _group_query_attention(tape: ir.tape.Tape, attn: CustomAttention) -> list[ir.Value]:
+    q, k = attn.inputs["query"], attn.inputs["key"]
+    if attn.rope:
+        q, k = rotate(tape, attn, q, attn.num_heads), rotate(tape, attn, k, attn.kv_num_heads)
+    seq, total, _ = lengths(tape, attn)
+    batch = tape.op("Shape", [attn.inputs["attention_mask"]], attributes={"start": 0, "end": 1})
+    seqlens_k = _int32(tape, tape.op("Expand", [tape.op("Sub", [total, constant(tape, 1)]), batch]))
+    query_seqlens = _int32(tape, tape.op("Expand", [seq, batch]))
+    inputs = [
+        q, k, attn.inputs["value"], attn.inputs["past_key"], attn.inputs["past_value"],
+        seqlens_k, _int32(tape, total),
+        None, None, None,  # cos_cache, sin_cache, position_ids: RoPE is applied above
+        padding_bias(tape, attn),
+        None, None, None, None, None,  # head_sink, k_scale, v_scale, q/k norm weights
+        query_seqlens,
+    ]
+    attributes = {
+        "num_heads": attn.num_heads,
+        "kv_num_heads": attn.kv_num_heads,
+        "scale": attn.scale,
+        "local_window_size": attn.window if attn.window > 0 else -1,
+        "do_rotary": 0,
+    }
+    return list(tape.op_multi_out("GroupQueryAttention", inputs, attributes=attributes, domain=MS_DOMAIN, num_outputs=3))
+
+
 def lower_ort(model: ir.Model) -> dict[str, int]:
     """Returns {"group_query_attention": n, "rotary": m}."""
-    graph = model.graph
-    lowered = rotary = 0
-    for node in list(graph):
-        if not is_custom_attention(node):
-            continue
-        attn = read_custom_attention(node)
-        tape = ir.tape.Tape()
-        q, k = attn.inputs["query"], attn.inputs["key"]
-        if attn.rope:
-            q, k = rotate(tape, attn, q, attn.num_heads), rotate(tape, attn, k, attn.kv_num_heads)
-            rotary += 1
-        seq, total, _ = lengths(tape, attn)
-        batch = tape.op("Shape", [attn.inputs["attention_mask"]], attributes={"start": 0, "end": 1})
-        seqlens_k = _int32(tape, tape.op("Expand", [tape.op("Sub", [total, constant(tape, 1)]), batch]))
-        query_seqlens = _int32(tape, tape.op("Expand", [seq, batch]))
-        inputs = [
-            q, k, attn.inputs["value"], attn.inputs["past_key"], attn.inputs["past_value"],
-            seqlens_k, _int32(tape, total),
-            None, None, None,  # cos_cache, sin_cache, position_ids: RoPE is applied above
-            padding_bias(tape, attn),
-            None, None, None, None, None,  # head_sink, k_scale, v_scale, q/k norm weights
-            query_seqlens,
-        ]
-        outputs = tape.op_multi_out(
-            "GroupQueryAttention",
-            inputs,
-            attributes={
-                "num_heads": attn.num_heads,
-                "kv_num_heads": attn.kv_num_heads,
-                "scale": attn.scale,
-                "local_window_size": attn.window if attn.window > 0 else -1,
-                "do_rotary": 0,
-            },
-            domain=MS_DOMAIN,
-            num_outputs=3,
-        )
-        replace_node(graph, node, tape, outputs)
-        lowered += 1
+    lowered, rotary = lower_each_attention(model, _group_query_attention)
     if lowered:
         model.opset_imports[MS_DOMAIN] = 1
     return {"group_query_attention": lowered, "rotary": rotary}

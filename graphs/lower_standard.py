@@ -9,19 +9,10 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from .attention_parts import is_custom_attention, read_custom_attention, replace_node, standard_attention
+from .attention_parts import lower_each_attention, standard_attention
 
 
 def lower_standard(model: ir.Model) -> dict[str, int]:
     """Returns {"attention": n, "rotary": m}: nodes lowered, RotaryEmbedding pairs added."""
-    graph = model.graph
-    lowered = rotary = 0
-    for node in list(graph):
-        if not is_custom_attention(node):
-            continue
-        tape = ir.tape.Tape()
-        outputs, rotated = standard_attention(tape, read_custom_attention(node), softmax_fp32=True)
-        replace_node(graph, node, tape, outputs)
-        lowered += 1
-        rotary += rotated
+    lowered, rotary = lower_each_attention(model, standard_attention)
     return {"attention": lowered, "rotary": rotary}

@@ -17,15 +17,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from .attention_parts import (
-    CustomAttention,
-    allowed_mask,
-    constant,
-    is_custom_attention,
-    read_custom_attention,
-    replace_node,
-    rotate,
-)
+from .attention_parts import CustomAttention, allowed_mask, constant, lower_each_attention, rotate
 
 
 def _heads_first(tape: ir.tape.Tape, x: ir.Value, head_dim: int) -> ir.Value:
@@ -49,14 +41,5 @@ def _trt_attention(tape: ir.tape.Tape, attn: CustomAttention) -> list[ir.Value]:
 
 def lower_trt(model: ir.Model) -> dict[str, int]:
     """Returns {"attention": n, "rotary": m}."""
-    graph = model.graph
-    lowered = rotary = 0
-    for node in list(graph):
-        if not is_custom_attention(node):
-            continue
-        attn = read_custom_attention(node)
-        tape = ir.tape.Tape()
-        replace_node(graph, node, tape, _trt_attention(tape, attn))
-        lowered += 1
-        rotary += attn.rope
+    lowered, rotary = lower_each_attention(model, _trt_attention)
     return {"attention": lowered, "rotary": rotary}

@@ -109,33 +109,31 @@ def junit(report: dict) -> ET.Element:
 
 
 def plot_errors(report: dict, directory: Path) -> None:
+    """error_per_layer.png (hidden state after the prefill) and error_per_step.png (logits)."""
+    tolerance = report["tolerance"]
+    per_layer = {f"{b} / {s['name']}": [(h["layer"], h["max_rel"]) for h in r["hidden"]]
+                 for s in report["scenarios"] for b, r in s["results"].items() if r["hidden"]}
+    per_step = {f"{b} / {s['name']}": [(st["step"], st["max_rel"]) for st in r["steps"]]
+                for s in report["scenarios"] for b, r in s["results"].items() if len(r["steps"]) > 1}
+    _plot(per_layer, tolerance["hidden_rel"], "layer", "hidden state max rel error (prefill)", "Error per layer",
+          directory / "error_per_layer.png", marker="o")
+    _plot(per_step, tolerance["logits_rel"], "step (0 = prefill)", "logits max rel error", "Error per decode step",
+          directory / "error_per_step.png", marker=".")
+
+
+def _plot(series: dict[str, list[tuple[int, float]]], tolerance: float, xlabel: str, ylabel: str, title: str,
+          path: Path, marker: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for scenario in report["scenarios"]:
-        for backend, result in scenario["results"].items():
-            if result["hidden"]:
-                ax.semilogy([h["layer"] for h in result["hidden"]], [max(h["max_rel"], 1e-12) for h in result["hidden"]],
-                            marker="o", label=f"{backend} / {scenario['name']}")
-    ax.axhline(report["tolerance"]["hidden_rel"], color="red", linestyle="--", label="tolerance")
-    ax.set(xlabel="layer", ylabel="hidden state max rel error (prefill)", title="Error per layer")
+    for label, points in series.items():
+        ax.semilogy([x for x, _ in points], [max(y, 1e-12) for _, y in points], marker=marker, label=label)
+    ax.axhline(tolerance, color="red", linestyle="--", label="tolerance")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(directory / "error_per_layer.png", dpi=100)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for scenario in report["scenarios"]:
-        for backend, result in scenario["results"].items():
-            if len(result["steps"]) > 1:
-                ax.semilogy([s["step"] for s in result["steps"]], [max(s["max_rel"], 1e-12) for s in result["steps"]],
-                            marker=".", label=f"{backend} / {scenario['name']}")
-    ax.axhline(report["tolerance"]["logits_rel"], color="red", linestyle="--", label="tolerance")
-    ax.set(xlabel="step (0 = prefill)", ylabel="logits max rel error", title="Error per decode step")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(directory / "error_per_step.png", dpi=100)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
