@@ -117,16 +117,19 @@ def _architecture_table(summary: dict) -> Table:
 @click.option("--target", type=click.Choice(["canonical", "ort", "standard", "trt"]), default="canonical", show_default=True,
               help="canonical: exaone4::Attention custom op; ort: GroupQueryAttention; standard: opset-23 ops only; trt: for TensorRT.")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True)
+@click.option("--kv-cache", type=click.Choice(["full", "window"]), default="full", show_default=True,
+              help="window: sliding layers keep only their last W-1 keys/values (global layers keep all).")
 @click.option("--force", is_flag=True, help="Overwrite an output directory that is not an earlier export.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines on stderr; the result as JSON on stdout.")
 @reports_bad_input
-def export(checkpoint, out, target, dtype, force, quiet, as_json) -> None:
+def export(checkpoint, out, target, dtype, kv_cache, force, quiet, as_json) -> None:
     """Export CHECKPOINT to ONNX with a KV cache (model.onnx + export.json in OUT)."""
     from .export import ExportOptions, export_checkpoint
 
+    options = ExportOptions(target=target, dtype=dtype, force=force, kv_cache=kv_cache)
     with _progress(quiet, as_json) as step:
-        manifest = export_checkpoint(model_dir(checkpoint), out, ExportOptions(target, dtype, force), progress=step)
+        manifest = export_checkpoint(model_dir(checkpoint), out, options, progress=step)
     _report_export(out, manifest, quiet, as_json)
 
 
@@ -134,16 +137,18 @@ def export(checkpoint, out, target, dtype, force, quiet, as_json) -> None:
 @click.argument("canonical_export", type=click.Path(path_type=Path))
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory.")
 @click.option("--target", type=click.Choice(["ort", "standard", "trt", "canonical"]), required=True)
+@click.option("--kv-cache", type=click.Choice(["full", "window"]), default=None,
+              help="window: bound the sliding layers' cache (default: keep the canonical export's kind).")
 @click.option("--force", is_flag=True, help="Overwrite an output directory that is not an earlier export.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines on stderr; the result as JSON on stdout.")
 @reports_bad_input
-def lower(canonical_export, out, target, force, quiet, as_json) -> None:
+def lower(canonical_export, out, target, kv_cache, force, quiet, as_json) -> None:
     """Lower a canonical export to another target without tracing again."""
     from .export import lower_export
 
     with _progress(quiet, as_json) as step:
-        manifest = lower_export(canonical_export, out, target, force=force, progress=step)
+        manifest = lower_export(canonical_export, out, target, force=force, progress=step, kv_cache=kv_cache)
     _report_export(out, manifest, quiet, as_json)
 
 
@@ -267,7 +272,8 @@ def _report_export(out: Path, manifest: dict, quiet: bool, as_json: bool = False
         return
     size = sum(p.stat().st_size for p in Path(out).iterdir() if p.name.startswith("model.onnx"))
     click.echo(
-        f"exported {manifest['target']} {'fp8' if manifest.get('quantization') else manifest['dtype']} to {out} "
+        f"exported {manifest['target']} {'fp8' if manifest.get('quantization') else manifest['dtype']}"
+        f"{' with a window KV cache' if manifest.get('kv_cache') == 'window' else ''} to {out} "
         f"({size / 2**20:.1f} MiB, {manifest['export_seconds']:.1f} s)",
         err=True,
     )

@@ -94,8 +94,19 @@ def _check(options: BuildOptions, manifest: dict, export_dir: Path) -> tuple[int
     return max_prefill, max_context, tuple(targets)
 
 
-def profiles(inputs: list[tuple[str, tuple[int, ...]]], max_batch: int, max_prefill: int, max_context: int) -> list[dict]:
-    """min/opt/max shapes per input for the prefill and decode profiles."""
+def profiles(
+    inputs: list[tuple[str, tuple[int, ...]]],
+    max_batch: int,
+    max_prefill: int,
+    max_context: int,
+    past_caps: dict[str, int] | None = None,
+) -> list[dict]:
+    """min/opt/max shapes per input for the prefill and decode profiles.
+
+    `past_caps` bounds the past length of named inputs: a window KV cache's
+    sliding layers never hold more than W - 1 slots.
+    """
+    past_caps = past_caps or {}
 
     def shapes(seq: tuple[int, int, int], past: tuple[int, int, int]) -> dict:
         batch = (1, 1, max_batch)
@@ -106,13 +117,26 @@ def profiles(inputs: list[tuple[str, tuple[int, ...]]], max_batch: int, max_pref
             elif name == "attention_mask":
                 result[name] = [[b, s + p] for b, s, p in zip(batch, seq, past)]
             else:  # past_key_values.{i}.key/value [B, KV, P, D]
-                result[name] = [[b, shape[1], p, shape[3]] for b, p in zip(batch, past)]
+                cap = past_caps.get(name, max_context)
+                result[name] = [[b, shape[1], min(p, cap), shape[3]] for b, p in zip(batch, past)]
         return result
 
     return [
         {"name": "prefill", "shapes": shapes((1, min(128, max_prefill), max_prefill), (0, 0, 0))},
         {"name": "decode", "shapes": shapes((1, 1, 1), (0, min(1024, max_context - 1), max_context - 1))},
     ]
+
+
+def window_past_caps(manifest: dict) -> dict[str, int]:
+    """{past input name: W - 1} for the sliding layers of a window-cache export; {} for a full cache."""
+    if manifest.get("kv_cache", "full") != "window":
+        return {}
+    return {
+        f"past_key_values.{layer['index']}.{kind}": layer["window"] - 1
+        for layer in manifest["layers"]
+        if layer["window"]
+        for kind in ("key", "value")
+    }
 
 
 def build_engine(
@@ -145,7 +169,7 @@ def build_engine(
             for index, target in enumerate(targets):
                 config.set_compute_capability(getattr(trt.ComputeCapability, target), index)
         inputs = [(network.get_input(i).name, tuple(network.get_input(i).shape)) for i in range(network.num_inputs)]
-        profile_specs = profiles(inputs, options.max_batch, max_prefill, max_context)
+        profile_specs = profiles(inputs, options.max_batch, max_prefill, max_context, window_past_caps(manifest))
         for spec in profile_specs:
             profile = builder.create_optimization_profile()
             for name, (low, opt, high) in spec["shapes"].items():
@@ -177,6 +201,7 @@ def build_engine(
             "engine_bytes": len(engine_bytes),
             "engine_sha256": hashlib.sha256(engine_bytes).hexdigest(),
             "export": {"directory": str(export_dir.resolve()), "target": manifest["target"], "dtype": manifest["dtype"],
+                       "kv_cache": manifest.get("kv_cache", "full"),
                        "quantization": (manifest.get("quantization") or {}).get("format"), "files": manifest.get("files", {})},
         }
         (staging / BUILD_MANIFEST).write_text(json.dumps(build, indent=2) + "\n")

@@ -22,7 +22,7 @@ import onnx_ir as ir
 import torch
 
 from ..graphs.attention_function import OPSET, add_attention_function
-from ..graphs.pipeline import TARGETS, run_pipeline
+from ..graphs.pipeline import KV_CACHES, TARGETS, run_pipeline
 from .checkpoint import Checkpoint, sha256_file
 from .config import load_config
 from .errors import InputError
@@ -49,17 +49,28 @@ COPIED_FILES = (
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """What to export: the lowering target and the weight/activation dtype."""
+    """What to export: the lowering target, the weight/activation dtype and the KV cache kind.
+
+    `kv_cache="window"` bounds each sliding layer's cache to its last W - 1 slots
+    (graphs/window_cache.py); "full" keeps every position in every layer.
+    """
 
     target: str = "canonical"
     dtype: str = "float32"
     force: bool = False
+    kv_cache: str = "full"
 
     def validate(self) -> None:
         if self.target not in TARGETS:
             raise InputError("--target", f"{self.target!r} is not one of {', '.join(TARGETS)}")
         if self.dtype not in DTYPES:
             raise InputError("--dtype", f"{self.dtype!r} is not one of {', '.join(DTYPES)}")
+        _check_kv_cache(self.kv_cache)
+
+
+def _check_kv_cache(kv_cache: str) -> None:
+    if kv_cache not in KV_CACHES:
+        raise InputError("--kv-cache", f"{kv_cache!r} is not one of {', '.join(KV_CACHES)}")
 
 
 def export_checkpoint(
@@ -85,7 +96,9 @@ def export_checkpoint(
             _advance(progress, len(written), total)
 
         total = bind_weights(model, checkpoint, dtype, on_written=weight_written)
-        counts = run_pipeline(model, options.target, on_pass=lambda name: progress(f"pass {name}"))
+        counts = run_pipeline(
+            model, options.target, on_pass=lambda name: progress(f"pass {name}"), kv_cache=options.kv_cache
+        )
         model.producer_name, model.producer_version = "exaone4-export", _version()
         progress("streaming weights")
         files = save_model(model, staging)
@@ -102,12 +115,15 @@ def lower_export(
     target: str,
     force: bool = False,
     progress: Callable[[str], None] = lambda step: None,
+    kv_cache: str | None = None,
 ) -> dict:
     """Lower a canonical export to another target without tracing again; returns the new manifest.
 
     The canonical export is the interchange format: tracing happens once, and each
     backend's lowering is a graph-to-graph step on it. Weights are read lazily from
-    the canonical files and streamed into the new output.
+    the canonical files and streamed into the new output. `kv_cache` None keeps the
+    canonical export's cache kind; "window" bounds a full one; a bounded cache
+    cannot be made full again without exporting anew.
     """
     started = time.perf_counter()
     manifest = read_manifest(canonical_dir)
@@ -115,17 +131,23 @@ def lower_export(
         raise InputError(str(canonical_dir), f"is a {manifest['target']!r} export; lowering starts from a canonical one")
     if target not in TARGETS:
         raise InputError("--target", f"{target!r} is not one of {', '.join(TARGETS)}")
+    source_cache = manifest.get("kv_cache", "full")
+    kv_cache = kv_cache or source_cache
+    _check_kv_cache(kv_cache)
+    if source_cache == "window" and kv_cache == "full":
+        raise InputError("--kv-cache", f"{canonical_dir} has a bounded window cache; export again for a full one")
     canonical_dir = Path(canonical_dir)
     with staged_directory(Path(out), marker=MANIFEST, force=force) as staging:
         progress("loading canonical graph")
         model = ir.load(canonical_dir / MODEL_FILE)
-        counts = run_pipeline(model, target, on_pass=lambda name: progress(f"pass {name}"))
+        counts = run_pipeline(model, target, on_pass=lambda name: progress(f"pass {name}"), kv_cache=kv_cache)
         progress("streaming weights")
         files = save_model(model, staging)
         copy_side_files(canonical_dir, staging)
         manifest = dict(
             manifest,
             target=target,
+            kv_cache=kv_cache,
             io={"inputs": describe_io(model.graph.inputs), "outputs": describe_io(model.graph.outputs)},
             files=files,
             passes={**manifest["passes"], **{f"{target}:{name}": c for name, c in counts.items()}},
@@ -138,8 +160,12 @@ def lower_export(
 
 
 def _write_genai_config(manifest: dict, config, directory: Path) -> None:
-    """An ort export also loads in onnxruntime-genai (docs/io-contract.md)."""
-    if manifest["target"] == "ort":
+    """An ort export with the full cache also loads in onnxruntime-genai (docs/io-contract.md).
+
+    A bounded window cache gives layers caches of different lengths, which
+    onnxruntime-genai's one-length-for-all cache cannot hold, so none is written then.
+    """
+    if manifest["target"] == "ort" and manifest.get("kv_cache", "full") == "full":
         genai = genai_config(manifest, list(config.eos_token_ids), config.pad_token_id)
         (directory / GENAI_CONFIG).write_text(json.dumps(genai, indent=2) + "\n")
 
@@ -205,6 +231,7 @@ def _manifest(checkpoint, options, model, counts, files, seconds) -> dict:
         "format": "exaone4-export/1",
         "target": options.target,
         "dtype": options.dtype,
+        "kv_cache": options.kv_cache,
         "opset": OPSET,
         "source": {
             "checkpoint": str(checkpoint.directory.resolve()),

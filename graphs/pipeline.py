@@ -8,6 +8,9 @@ counts, which the export manifest records.
     ort        lower to com.microsoft.GroupQueryAttention (fastest on onnxruntime)
     standard   lower to opset-23 Attention / RotaryEmbedding (any ONNX runtime)
     trt        lower to what TensorRT's parser maps to native attention / rotary layers
+
+With `kv_cache="window"`, `bound_window_cache` runs first, on the custom nodes, so
+every target inherits the bounded sliding-window cache.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from .fold_constants import fold_constants
 from .lower_ort import lower_ort
 from .lower_standard import lower_standard
 from .lower_trt import lower_trt
+from .window_cache import bound_window_cache
 
 Pass = Callable[[ir.Model], dict[str, int]]
+KV_CACHES = ("full", "window")
 
 TARGETS: dict[str, list[tuple[str, Pass]]] = {
     "canonical": [],
@@ -32,17 +37,22 @@ TARGETS: dict[str, list[tuple[str, Pass]]] = {
 }
 
 
-def passes_for(target: str) -> list[tuple[str, Pass]]:
-    """The target's lowering, constant folding, then clean-up."""
+def passes_for(target: str, kv_cache: str = "full") -> list[tuple[str, Pass]]:
+    """The cache bound (if asked), the target's lowering, constant folding, then clean-up."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
-    return [*TARGETS[target], ("fold_constants", fold_constants), ("cleanup", cleanup)]
+    if kv_cache not in KV_CACHES:
+        raise ValueError(f"unknown kv cache {kv_cache!r}; choose from {', '.join(KV_CACHES)}")
+    bound = [("window_cache", bound_window_cache)] if kv_cache == "window" else []
+    return [*bound, *TARGETS[target], ("fold_constants", fold_constants), ("cleanup", cleanup)]
 
 
-def run_pipeline(model: ir.Model, target: str, on_pass: Callable[[str], None] | None = None) -> dict[str, dict[str, int]]:
-    """Run the target's passes in order; returns {pass name: its counts}."""
+def run_pipeline(
+    model: ir.Model, target: str, on_pass: Callable[[str], None] | None = None, kv_cache: str = "full"
+) -> dict[str, dict[str, int]]:
+    """Run the passes in order; returns {pass name: its counts}."""
     counts = {}
-    for name, graph_pass in passes_for(target):
+    for name, graph_pass in passes_for(target, kv_cache):
         if on_pass:
             on_pass(name)
         counts[name] = graph_pass(model)

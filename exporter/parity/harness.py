@@ -62,10 +62,15 @@ def run_scenario(runner: Runner, layout: CacheLayout, scenario: Scenario, decode
     return trace
 
 
-def _masked_kv(outputs: dict[str, np.ndarray], mask: np.ndarray, name: str) -> np.ndarray:
-    """A present tensor [B, KV, T, D] restricted to real (unpadded) positions: [n, KV, D]."""
-    tensor = outputs[name]
-    return tensor.transpose(0, 2, 1, 3)[mask.astype(bool)]
+def _masked_kv(outputs: dict[str, np.ndarray], mask: np.ndarray, name: str, slots: int) -> np.ndarray:
+    """The last `slots` positions of a present [B, KV, T, D], restricted to real (unpadded) ones: [n, KV, D]."""
+    tensor = outputs[name][:, :, outputs[name].shape[2] - slots :]
+    return tensor.transpose(0, 2, 1, 3)[mask[:, mask.shape[1] - slots :].astype(bool)]
+
+
+def _common_slots(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], name: str) -> int:
+    """Slots both caches hold: all of them, or a bounded window cache's tail (graphs/window_cache.py)."""
+    return min(reference[name].shape[2], got[name].shape[2])
 
 
 def compare(reference: Trace, got: Trace, num_layers: int, tolerance: Tolerance) -> dict:
@@ -98,10 +103,12 @@ def _kv_layer(reference: Trace, got: Trace, layer: int) -> dict:
     row = {"layer": layer}
     for kind in ("key", "value"):
         name = f"present.{layer}.{kind}"
-        prefill = tensor_errors(_masked_kv(reference.prefill_outputs, reference.prefill_mask, name),
-                                _masked_kv(got.prefill_outputs, reference.prefill_mask, name))
-        final = tensor_errors(_masked_kv(reference.final_outputs, reference.final_mask, name),
-                              _masked_kv(got.final_outputs, reference.final_mask, name))
+        slots = _common_slots(reference.prefill_outputs, got.prefill_outputs, name)
+        prefill = tensor_errors(_masked_kv(reference.prefill_outputs, reference.prefill_mask, name, slots),
+                                _masked_kv(got.prefill_outputs, reference.prefill_mask, name, slots))
+        slots = _common_slots(reference.final_outputs, got.final_outputs, name)
+        final = tensor_errors(_masked_kv(reference.final_outputs, reference.final_mask, name, slots),
+                              _masked_kv(got.final_outputs, reference.final_mask, name, slots))
         row[kind] = {"prefill_max_rel": prefill["max_rel"], "final_max_rel": final["max_rel"], "final_max_abs": final["max_abs"]}
     return row
 
