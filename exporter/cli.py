@@ -119,15 +119,17 @@ def _architecture_table(summary: dict) -> Table:
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True)
 @click.option("--kv-cache", type=click.Choice(["full", "window"]), default="full", show_default=True,
               help="window: sliding layers keep only their last W-1 keys/values (global layers keep all).")
+@click.option("--logits", type=click.Choice(["all", "last"]), default="all", show_default=True,
+              help="last: output the last position's logits only (faster prefill for generation).")
 @click.option("--force", is_flag=True, help="Overwrite an output directory that is not an earlier export.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines on stderr; the result as JSON on stdout.")
 @reports_bad_input
-def export(checkpoint, out, target, dtype, kv_cache, force, quiet, as_json) -> None:
+def export(checkpoint, out, target, dtype, kv_cache, logits, force, quiet, as_json) -> None:
     """Export CHECKPOINT to ONNX with a KV cache (model.onnx + export.json in OUT)."""
     from .export import ExportOptions, export_checkpoint
 
-    options = ExportOptions(target=target, dtype=dtype, force=force, kv_cache=kv_cache)
+    options = ExportOptions(target=target, dtype=dtype, force=force, kv_cache=kv_cache, logits=logits)
     with _progress(quiet, as_json) as step:
         manifest = export_checkpoint(model_dir(checkpoint), out, options, progress=step)
     _report_export(out, manifest, quiet, as_json)
@@ -139,16 +141,18 @@ def export(checkpoint, out, target, dtype, kv_cache, force, quiet, as_json) -> N
 @click.option("--target", type=click.Choice(["ort", "standard", "trt", "canonical"]), required=True)
 @click.option("--kv-cache", type=click.Choice(["full", "window"]), default=None,
               help="window: bound the sliding layers' cache (default: keep the canonical export's kind).")
+@click.option("--logits", type=click.Choice(["all", "last"]), default=None,
+              help="last: the last position's logits only (default: keep the canonical export's).")
 @click.option("--force", is_flag=True, help="Overwrite an output directory that is not an earlier export.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines on stderr; the result as JSON on stdout.")
 @reports_bad_input
-def lower(canonical_export, out, target, kv_cache, force, quiet, as_json) -> None:
+def lower(canonical_export, out, target, kv_cache, logits, force, quiet, as_json) -> None:
     """Lower a canonical export to another target without tracing again."""
     from .export import lower_export
 
     with _progress(quiet, as_json) as step:
-        manifest = lower_export(canonical_export, out, target, force=force, progress=step, kv_cache=kv_cache)
+        manifest = lower_export(canonical_export, out, target, force=force, progress=step, kv_cache=kv_cache, logits=logits)
     _report_export(out, manifest, quiet, as_json)
 
 

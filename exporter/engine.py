@@ -201,7 +201,7 @@ def build_engine(
             "engine_bytes": len(engine_bytes),
             "engine_sha256": hashlib.sha256(engine_bytes).hexdigest(),
             "export": {"directory": str(export_dir.resolve()), "target": manifest["target"], "dtype": manifest["dtype"],
-                       "kv_cache": manifest.get("kv_cache", "full"),
+                       "kv_cache": manifest.get("kv_cache", "full"), "logits": manifest.get("logits", "all"),
                        "quantization": (manifest.get("quantization") or {}).get("format"), "files": manifest.get("files", {})},
         }
         (staging / BUILD_MANIFEST).write_text(json.dumps(build, indent=2) + "\n")

@@ -22,7 +22,7 @@ import onnx_ir as ir
 import torch
 
 from ..graphs.attention_function import OPSET, add_attention_function
-from ..graphs.pipeline import KV_CACHES, TARGETS, run_pipeline
+from ..graphs.pipeline import KV_CACHES, LOGITS, TARGETS, run_pipeline
 from .checkpoint import Checkpoint, sha256_file
 from .config import load_config
 from .errors import InputError
@@ -49,28 +49,44 @@ COPIED_FILES = (
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """What to export: the lowering target, the weight/activation dtype and the KV cache kind.
+    """What to export: the lowering target, the weight/activation dtype, and two graph options.
 
     `kv_cache="window"` bounds each sliding layer's cache to its last W - 1 slots
     (graphs/window_cache.py); "full" keeps every position in every layer.
+    `logits="last"` outputs the last position's logits only (graphs/last_logits.py);
+    "all" outputs every position's, as the IO contract's default.
     """
 
     target: str = "canonical"
     dtype: str = "float32"
     force: bool = False
     kv_cache: str = "full"
+    logits: str = "all"
 
     def validate(self) -> None:
         if self.target not in TARGETS:
             raise InputError("--target", f"{self.target!r} is not one of {', '.join(TARGETS)}")
         if self.dtype not in DTYPES:
             raise InputError("--dtype", f"{self.dtype!r} is not one of {', '.join(DTYPES)}")
-        _check_kv_cache(self.kv_cache)
+        _check_choice("--kv-cache", self.kv_cache, KV_CACHES)
+        _check_choice("--logits", self.logits, LOGITS)
 
 
-def _check_kv_cache(kv_cache: str) -> None:
-    if kv_cache not in KV_CACHES:
-        raise InputError("--kv-cache", f"{kv_cache!r} is not one of {', '.join(KV_CACHES)}")
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InputError(option, f"{value!r} is not one of {', '.join(choices)}")
+
+
+def _narrowed(option: str, source: str, asked: str | None, choices: tuple[str, str], directory: Path) -> str:
+    """A lowering keeps its source's graph option or narrows it (choices[0] -> choices[1]), never widens.
+
+    What a pass removed (cache slots, logits positions) cannot be put back without tracing again.
+    """
+    value = asked or source
+    _check_choice(option, value, choices)
+    if source == choices[1] and value == choices[0]:
+        raise InputError(option, f"{directory} was exported with {option} {source}; export again for {value}")
+    return value
 
 
 def export_checkpoint(
@@ -97,7 +113,8 @@ def export_checkpoint(
 
         total = bind_weights(model, checkpoint, dtype, on_written=weight_written)
         counts = run_pipeline(
-            model, options.target, on_pass=lambda name: progress(f"pass {name}"), kv_cache=options.kv_cache
+            model, options.target, on_pass=lambda name: progress(f"pass {name}"),
+            kv_cache=options.kv_cache, logits=options.logits,
         )
         model.producer_name, model.producer_version = "exaone4-export", _version()
         progress("streaming weights")
@@ -116,14 +133,14 @@ def lower_export(
     force: bool = False,
     progress: Callable[[str], None] = lambda step: None,
     kv_cache: str | None = None,
+    logits: str | None = None,
 ) -> dict:
     """Lower a canonical export to another target without tracing again; returns the new manifest.
 
     The canonical export is the interchange format: tracing happens once, and each
     backend's lowering is a graph-to-graph step on it. Weights are read lazily from
-    the canonical files and streamed into the new output. `kv_cache` None keeps the
-    canonical export's cache kind; "window" bounds a full one; a bounded cache
-    cannot be made full again without exporting anew.
+    the canonical files and streamed into the new output. `kv_cache` and `logits`
+    None keep the canonical export's choice; "window" / "last" narrow a full one.
     """
     started = time.perf_counter()
     manifest = read_manifest(canonical_dir)
@@ -131,16 +148,15 @@ def lower_export(
         raise InputError(str(canonical_dir), f"is a {manifest['target']!r} export; lowering starts from a canonical one")
     if target not in TARGETS:
         raise InputError("--target", f"{target!r} is not one of {', '.join(TARGETS)}")
-    source_cache = manifest.get("kv_cache", "full")
-    kv_cache = kv_cache or source_cache
-    _check_kv_cache(kv_cache)
-    if source_cache == "window" and kv_cache == "full":
-        raise InputError("--kv-cache", f"{canonical_dir} has a bounded window cache; export again for a full one")
+    kv_cache = _narrowed("--kv-cache", manifest.get("kv_cache", "full"), kv_cache, KV_CACHES, canonical_dir)
+    logits = _narrowed("--logits", manifest.get("logits", "all"), logits, LOGITS, canonical_dir)
     canonical_dir = Path(canonical_dir)
     with staged_directory(Path(out), marker=MANIFEST, force=force) as staging:
         progress("loading canonical graph")
         model = ir.load(canonical_dir / MODEL_FILE)
-        counts = run_pipeline(model, target, on_pass=lambda name: progress(f"pass {name}"), kv_cache=kv_cache)
+        counts = run_pipeline(
+            model, target, on_pass=lambda name: progress(f"pass {name}"), kv_cache=kv_cache, logits=logits
+        )
         progress("streaming weights")
         files = save_model(model, staging)
         copy_side_files(canonical_dir, staging)
@@ -148,6 +164,7 @@ def lower_export(
             manifest,
             target=target,
             kv_cache=kv_cache,
+            logits=logits,
             io={"inputs": describe_io(model.graph.inputs), "outputs": describe_io(model.graph.outputs)},
             files=files,
             passes={**manifest["passes"], **{f"{target}:{name}": c for name, c in counts.items()}},
@@ -160,12 +177,14 @@ def lower_export(
 
 
 def _write_genai_config(manifest: dict, config, directory: Path) -> None:
-    """An ort export with the full cache also loads in onnxruntime-genai (docs/io-contract.md).
+    """An ort export with the default graph options also loads in onnxruntime-genai (docs/io-contract.md).
 
     A bounded window cache gives layers caches of different lengths, which
-    onnxruntime-genai's one-length-for-all cache cannot hold, so none is written then.
+    onnxruntime-genai's one-length-for-all cache cannot hold, so none is written then;
+    nor for last-position logits, which onnxruntime-genai's generator does not expect.
     """
-    if manifest["target"] == "ort" and manifest.get("kv_cache", "full") == "full":
+    default = manifest.get("kv_cache", "full") == "full" and manifest.get("logits", "all") == "all"
+    if manifest["target"] == "ort" and default:
         genai = genai_config(manifest, list(config.eos_token_ids), config.pad_token_id)
         (directory / GENAI_CONFIG).write_text(json.dumps(genai, indent=2) + "\n")
 
@@ -232,6 +251,7 @@ def _manifest(checkpoint, options, model, counts, files, seconds) -> dict:
         "target": options.target,
         "dtype": options.dtype,
         "kv_cache": options.kv_cache,
+        "logits": options.logits,
         "opset": OPSET,
         "source": {
             "checkpoint": str(checkpoint.directory.resolve()),

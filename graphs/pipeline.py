@@ -9,8 +9,9 @@ counts, which the export manifest records.
     standard   lower to opset-23 Attention / RotaryEmbedding (any ONNX runtime)
     trt        lower to what TensorRT's parser maps to native attention / rotary layers
 
-With `kv_cache="window"`, `bound_window_cache` runs first, on the custom nodes, so
-every target inherits the bounded sliding-window cache.
+Two options add a pass before the lowering, so every target inherits them:
+`kv_cache="window"` runs `bound_window_cache` (a bounded sliding-window cache),
+`logits="last"` runs `keep_last_logits` (the lm_head reads the last position only).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import onnx_ir as ir
 
 from .cleanup import cleanup
 from .fold_constants import fold_constants
+from .last_logits import keep_last_logits
 from .lower_ort import lower_ort
 from .lower_standard import lower_standard
 from .lower_trt import lower_trt
@@ -28,6 +30,7 @@ from .window_cache import bound_window_cache
 
 Pass = Callable[[ir.Model], dict[str, int]]
 KV_CACHES = ("full", "window")
+LOGITS = ("all", "last")
 
 TARGETS: dict[str, list[tuple[str, Pass]]] = {
     "canonical": [],
@@ -37,22 +40,29 @@ TARGETS: dict[str, list[tuple[str, Pass]]] = {
 }
 
 
-def passes_for(target: str, kv_cache: str = "full") -> list[tuple[str, Pass]]:
-    """The cache bound (if asked), the target's lowering, constant folding, then clean-up."""
+def passes_for(target: str, kv_cache: str = "full", logits: str = "all") -> list[tuple[str, Pass]]:
+    """The optional passes, the target's lowering, constant folding, then clean-up."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     if kv_cache not in KV_CACHES:
         raise ValueError(f"unknown kv cache {kv_cache!r}; choose from {', '.join(KV_CACHES)}")
-    bound = [("window_cache", bound_window_cache)] if kv_cache == "window" else []
-    return [*bound, *TARGETS[target], ("fold_constants", fold_constants), ("cleanup", cleanup)]
+    if logits not in LOGITS:
+        raise ValueError(f"unknown logits kind {logits!r}; choose from {', '.join(LOGITS)}")
+    options = [("window_cache", bound_window_cache)] if kv_cache == "window" else []
+    options += [("last_logits", keep_last_logits)] if logits == "last" else []
+    return [*options, *TARGETS[target], ("fold_constants", fold_constants), ("cleanup", cleanup)]
 
 
 def run_pipeline(
-    model: ir.Model, target: str, on_pass: Callable[[str], None] | None = None, kv_cache: str = "full"
+    model: ir.Model,
+    target: str,
+    on_pass: Callable[[str], None] | None = None,
+    kv_cache: str = "full",
+    logits: str = "all",
 ) -> dict[str, dict[str, int]]:
     """Run the passes in order; returns {pass name: its counts}."""
     counts = {}
-    for name, graph_pass in passes_for(target, kv_cache):
+    for name, graph_pass in passes_for(target, kv_cache, logits):
         if on_pass:
             on_pass(name)
         counts[name] = graph_pass(model)

@@ -117,7 +117,7 @@ def test_manifest_io_and_side_files(window_exports, tiny_exports):
 def test_lowering_keeps_or_refuses_the_cache_kind(window_exports, tmp_path):
     lower_export(window_exports / "canonical", tmp_path / "kept", "standard")
     assert read_manifest(tmp_path / "kept")["kv_cache"] == "window"
-    with pytest.raises(InputError, match="has a bounded window cache; export again for a full one"):
+    with pytest.raises(InputError, match="exported with --kv-cache window; export again for full"):
         lower_export(window_exports / "canonical", tmp_path / "full", "ort", kv_cache="full")
     assert not (tmp_path / "full").exists()
     result = CliRunner().invoke(main, ["export", "bundled:tiny", "-o", str(tmp_path / "x"), "--kv-cache", "ring"])

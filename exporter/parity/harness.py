@@ -77,6 +77,8 @@ def compare(reference: Trace, got: Trace, num_layers: int, tolerance: Tolerance)
     """Metrics per step and per layer, the failures against the tolerance, the first divergence."""
     steps = []
     for index, (expected, actual, rows) in enumerate(zip(reference.step_logits, got.step_logits, reference.step_masks)):
+        kept = actual.shape[1]  # every position, or the last one only (an export with --logits last)
+        expected, rows = expected[:, expected.shape[1] - kept :], rows[:, rows.shape[1] - kept :]
         metrics = logits_metrics(expected[rows], actual[rows])
         steps.append({"step": index, "kind": "prefill" if index == 0 else "decode", "positions": int(rows.sum()), **metrics})
     kv = [_kv_layer(reference, got, i) for i in range(num_layers)]

@@ -133,7 +133,7 @@ def verify_export(
         "format": "exaone4-parity/1",
         "passed": passed,
         "export": {"directory": str(export_dir.resolve()), "target": manifest["target"], "dtype": manifest["dtype"],
-                   "kv_cache": manifest.get("kv_cache", "full"),
+                   "kv_cache": manifest.get("kv_cache", "full"), "logits": manifest.get("logits", "all"),
                    "files": manifest.get("files", {})},
         "checkpoint": str(checkpoint.directory.resolve()),
         "precision": precision,
