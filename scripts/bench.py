@@ -1,21 +1,28 @@
-"""Decode latency and prefill throughput of every CPU path, in one run, against the memory roofline.
+"""Speed and memory of our exports against what users run instead, in one run, against the memory roofline.
 
-    python scripts/bench.py [--checkpoint bundled:tiny] [--contexts 128 1024] [--reps 5] [--json out.json]
+    python scripts/bench.py --shape 1.2b --layers 8 --out docs/bench/1.2b-8l     # the headline run
+    python scripts/bench.py --shape tiny --out docs/bench/tiny                    # the bundled model
+    python scripts/bench.py --window-only --out docs/bench/window                 # 32B-shape KV memory
 
-For each context length (batch 1): prefill tokens/s over a prompt of that length
-and decode latency per token for `--decode` tokens after it, medians over
-`--reps` repetitions after a warm-up, min and max alongside. Backends, on the
-same machine in the same run:
+Sections, all on the same machine in the same run:
 
-- torch:        our reference PyTorch model with its explicit KV cache
-- transformers: transformers' Exaone4ForCausalLM (eager attention) with its DynamicCache
-- naive-onnx:   transformers exported with torch.onnx.export and use_cache=False, what users
-                have today: every decode step recomputes the whole sequence
-- ort, standard: our exports in onnxruntime, KV cache fed back each step
+1. export: wall time and peak RSS of our export (fake-tensor trace, streamed
+   weights) and of the naive transformers export (fp32 model, `torch.onnx.export`,
+   `use_cache=False`), each in a fresh process;
+2. runtime, per context (batch 1; batch 4 for our ort export): prefill tokens/s
+   and decode ms/token for
+   - torch:        our reference PyTorch model with its explicit KV cache
+   - transformers: transformers' eager `generate` with its DynamicCache
+   - naive-onnx:   the naive export in onnxruntime, every step recomputing the sequence
+   - ort, standard: our exports (`--logits last`, what generation uses) in onnxruntime
+   - ort-all-logits: our ort export with every position's logits (the IO contract default)
+   and the memory roofline: weight + KV bytes read per decode token / measured bandwidth;
+3. engines: TensorRT fp16 and fp8 build times with the available provider;
+4. window cache (`--window`): KV memory of the full and bounded caches for the
+   32B shape cut to a few layers, at 8K and 32K context (scripts/bench_window.py).
 
-The roofline is the time to read every weight once plus the KV cache per decode
-token at the memory bandwidth measured in this run (a large numpy copy). Ratios,
-not absolute times, are the headline: machines here are shared and noisy.
+Writes results.json, table.md and chart.png under --out. Ratios are the headline:
+these machines are shared and noisy.
 """
 
 from __future__ import annotations
@@ -24,152 +31,177 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import tempfile
+import shutil
+import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench_export_memory import NAIVE, PEAK_RSS, ensure_checkpoint, measure
+from bench_measure import load_transformers, measure_generate, measure_naive, measure_session, memory_bandwidth
+from bench_window import window_memory
+from make_random_checkpoint import make_config
+
 from exaone4.exporter.checkpoint import Checkpoint
 from exaone4.exporter.export import ExportOptions, export_checkpoint, lower_export
 from exaone4.exporter.load import load_reference_model
-from exaone4.exporter.runners import CacheLayout, KVCacheSession, OrtRunner, TorchRunner, TransformersRunner
-from exaone4.exporter.tiny import BUNDLED_NAME, TINY_DIR
+from exaone4.exporter.runners import CacheLayout, OrtRunner, TorchRunner
+from exaone4.exporter.tiny import TINY_DIR
+
+EXPORT = PEAK_RSS + """
+import json, sys, time
+from pathlib import Path
+from exaone4.exporter.export import ExportOptions, export_checkpoint
+start = time.perf_counter()
+export_checkpoint(Path(sys.argv[1]), Path(sys.argv[2]), ExportOptions(target=sys.argv[3], dtype=sys.argv[4],
+                  kv_cache=sys.argv[5], force=True))
+print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_kb": peak_rss_kb()}))
+"""
+RUNTIME_BACKENDS = ("torch", "transformers", "naive-onnx", "ort", "standard", "ort-all-logits")
 
 
-def memory_bandwidth(bytes_: int = 1 << 30, reps: int = 5) -> float:
-    """Bytes per second of a large copy (read + write counted)."""
-    source = np.ones(bytes_ // 8, dtype=np.float64)
-    target = np.empty_like(source)
-    times = []
-    for _ in range(reps):
+def export_section(checkpoint_dir: Path, work: Path, skip: set[str]) -> dict:
+    """Our canonical export and the naive one, each timed in a fresh process; then our lowerings."""
+    result = {"ours": measure(EXPORT, str(checkpoint_dir), str(work / "canonical"), "canonical", "float32", "full")}
+    if "error" in result["ours"]:
+        raise SystemExit(f"our export failed: {result['ours']['error']}")
+    if "naive-onnx" not in skip:
+        result["naive"] = measure(NAIVE, str(checkpoint_dir), str(work / "naive"))
+    for name, target, logits in (("ort", "ort", "last"), ("standard", "standard", "last"), ("ort-all-logits", "ort", "all")):
         start = time.perf_counter()
-        np.copyto(target, source)
-        times.append(time.perf_counter() - start)
-    return 2 * source.nbytes / statistics.median(times)
+        lower_export(work / "canonical", work / name, target, force=True, logits=logits)
+        result[f"lower_{name}_s"] = time.perf_counter() - start
+    return result
 
 
-def measure_session(runner, layout, ids: np.ndarray, decode: int, reps: int) -> dict:
-    """Prefill and per-token decode times (median, min, max) with the KV cache."""
-    prefill, per_token = [], []
-    for rep in range(reps + 1):  # the first repetition warms up
-        session = KVCacheSession(runner, layout)
+def runtime_section(checkpoint_dir: Path, work: Path, args, bandwidth: float) -> list[dict]:
+    """Prefill and decode of every backend at every context, with the roofline fraction."""
+    checkpoint = Checkpoint.open(checkpoint_dir)
+    config = checkpoint.config
+    layout = CacheLayout.of(config)
+    weight_bytes = 4 * config.parameter_count()
+    rng = np.random.default_rng(0)
+    rows = []
+    for context in args.contexts:
+        context = min(context, config.max_position_embeddings - args.decode - 1)
+        for batch in args.batches:
+            ids = rng.integers(16, config.vocab_size, (batch, context))
+            kv_bytes = batch * 4 * 2 * config.num_layers * config.num_kv_heads * config.head_dim * (context + args.decode // 2)
+            roofline_ms = 1000 * (weight_bytes + kv_bytes) / bandwidth
+            row = {"context": context, "batch": batch, "roofline_ms_per_token": roofline_ms, "backends": {}}
+            for name in RUNTIME_BACKENDS:
+                if name in args.skip or (batch > 1 and name != "ort"):
+                    continue
+                row["backends"][name] = _measure_backend(name, checkpoint, checkpoint_dir, work, layout, ids, args)
+                row["backends"][name]["roofline_fraction"] = roofline_ms / row["backends"][name]["decode_ms_per_token"]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def _measure_backend(name: str, checkpoint, checkpoint_dir: Path, work: Path, layout, ids, args) -> dict:
+    """One backend, loaded for this measurement only, so two models never share the memory."""
+    if name == "torch":
+        return measure_session(TorchRunner(load_reference_model(checkpoint)), layout, ids, args.decode, args.reps)
+    if name == "transformers":
+        return measure_generate(load_transformers(checkpoint_dir), ids, args.decode, args.reps)
+    if name == "naive-onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(work / "naive" / "model.onnx"), providers=["CPUExecutionProvider"])
+        return measure_naive(session, ids, args.decode, args.reps)
+    with OrtRunner(work / name, threads=args.threads) as runner:
+        return measure_session(runner, layout, ids, args.decode, args.reps)
+
+
+def engine_section(checkpoint_dir: Path, work: Path) -> dict:
+    """fp16 and fp8 TensorRT build times (export, quantize and build each timed)."""
+    from exaone4.exporter.engine import BuildOptions, build_engine, load_tensorrt
+    from exaone4.exporter.quantize import quantize_export
+
+    try:
+        _, provider = load_tensorrt()
+    except Exception as exc:  # noqa: BLE001 - reported, not fatal: the other sections stand
+        return {"error": f"no TensorRT provider: {exc}"}
+    timings = {"provider": provider}
+    start = time.perf_counter()
+    export_checkpoint(checkpoint_dir, work / "trt-fp16", ExportOptions(target="trt", dtype="float16", force=True))
+    timings["export_fp16_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    quantize_export(work / "trt-fp16", checkpoint_dir, work / "trt-fp8", force=True)
+    timings["quantize_fp8_s"] = time.perf_counter() - start
+    positions = Checkpoint.open(checkpoint_dir).config.max_position_embeddings
+    options = dict(max_context=min(4096, positions), max_prefill=min(1024, positions), force=True)
+    for precision in ("fp16", "fp8"):
         start = time.perf_counter()
-        logits = session.prefill(ids)
-        middle = time.perf_counter()
-        for _ in range(decode):
-            logits = session.decode(logits[:, -1].argmax(-1))
-        end = time.perf_counter()
-        if rep:
-            prefill.append(middle - start)
-            per_token.append((end - middle) / decode)
-    return _summary(ids.shape[1], prefill, per_token)
+        build = build_engine(work / f"trt-{precision}", work / f"engine-{precision}", BuildOptions(precision=precision, **options))
+        timings[f"build_{precision}_s"] = time.perf_counter() - start
+        timings[f"engine_{precision}_bytes"] = build["engine_bytes"]
+    return timings
 
 
-def measure_naive(session, ids: np.ndarray, decode: int, reps: int) -> dict:
-    """The no-cache export: each new token runs the whole sequence again."""
-    prefill, per_token = [], []
-    for rep in range(reps + 1):
-        sequence = ids
-        start = time.perf_counter()
-        logits = session.run(None, {"input_ids": sequence})[0]
-        middle = time.perf_counter()
-        for _ in range(decode):
-            sequence = np.concatenate((sequence, logits[:, -1:].argmax(-1)), axis=1)
-            logits = session.run(None, {"input_ids": sequence})[0]
-        end = time.perf_counter()
-        if rep:
-            prefill.append(middle - start)
-            per_token.append((end - middle) / decode)
-    return _summary(ids.shape[1], prefill, per_token)
-
-
-def _summary(tokens: int, prefill: list[float], per_token: list[float]) -> dict:
-    return {
-        "prefill_tokens_per_s": tokens / statistics.median(prefill),
-        "prefill_s": [min(prefill), statistics.median(prefill), max(prefill)],
-        "decode_ms_per_token": 1000 * statistics.median(per_token),
-        "decode_ms": [1000 * min(per_token), 1000 * statistics.median(per_token), 1000 * max(per_token)],
-    }
-
-
-def naive_export(checkpoint_dir: Path, out: Path) -> Path:
-    import transformers
-
-    model = transformers.AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=torch.float32).eval()
-    model.config.use_cache = False
-    path = out / "naive.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.ones(1, 8, dtype=torch.long),), str(path), dynamo=True,
-                          dynamic_shapes=({1: torch.export.Dim("sequence", max=4096)},))
-    return path
+def window_section(work: Path, layers: int, contexts: list[int]) -> dict:
+    """Full vs window cache memory on the 32B shape cut to `layers` layers, fp16."""
+    checkpoint_dir = ensure_checkpoint(work, "32b", layers)
+    exports = {}
+    for kind in ("full", "window"):
+        exports[kind] = work / f"32b-{layers}l-ort-fp16-{kind}"
+        if not (exports[kind] / "export.json").is_file():
+            export_checkpoint(checkpoint_dir, exports[kind], ExportOptions(target="ort", dtype="float16", kv_cache=kind, force=True))
+    return {"checkpoint": checkpoint_dir.name, "rows": window_memory(exports, contexts, make_config("32b", None))}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=BUNDLED_NAME)
+    parser.add_argument("--shape", choices=["tiny", "1.2b"], default="tiny")
+    parser.add_argument("--layers", type=int, default=None, help="cut the 1.2B shape to its first N layers")
     parser.add_argument("--contexts", type=int, nargs="+", default=[128, 1024])
-    parser.add_argument("--decode", type=int, default=16)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="batch > 1 runs the ort export only")
+    parser.add_argument("--decode", type=int, default=8)
+    parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--skip", nargs="*", default=[], help="backends to leave out")
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--skip", nargs="*", default=[], help=f"leave out: {', '.join(RUNTIME_BACKENDS)}, engines")
+    parser.add_argument("--window", action="store_true", help="also measure the window-cache memory (32B shape)")
+    parser.add_argument("--window-only", action="store_true", help="measure the window-cache memory only")
+    parser.add_argument("--window-layers", type=int, default=4)
+    parser.add_argument("--window-contexts", type=int, nargs="+", default=[8192, 32768])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/exaone4-bench"))
+    parser.add_argument("--out", type=Path, required=True, help="folder for results.json, table.md, chart.png")
     args = parser.parse_args()
+    args.skip = set(args.skip)
     torch.set_num_threads(args.threads)
-    checkpoint_dir = TINY_DIR if args.checkpoint == BUNDLED_NAME else Path(args.checkpoint)
-    checkpoint = Checkpoint.open(checkpoint_dir)
-    config = checkpoint.config
-    work = Path(tempfile.mkdtemp(prefix="exaone4-bench-"))
-    export_checkpoint(checkpoint_dir, work / "canonical", ExportOptions(target="canonical"))
-    for target in ("ort", "standard"):
-        lower_export(work / "canonical", work / target, target)
+    args.work.mkdir(parents=True, exist_ok=True)
+    results = {"machine": machine(), "command": " ".join(sys.argv), "bandwidth_bytes_per_s": memory_bandwidth()}
 
-    bandwidth = memory_bandwidth()
-    weight_bytes = 4 * config.parameter_count()
-    layout = CacheLayout.of(config)
-    runners = {"torch": TorchRunner(load_reference_model(checkpoint)), "transformers": TransformersRunner(checkpoint_dir),
-               "ort": OrtRunner(work / "ort", threads=args.threads), "standard": OrtRunner(work / "standard", threads=args.threads)}
-    naive = None
-    if "naive-onnx" not in args.skip:
-        import onnxruntime as ort
+    if not args.window_only:
+        checkpoint_dir = TINY_DIR if args.shape == "tiny" else ensure_checkpoint(args.work, args.shape, args.layers)
+        work = args.work / f"run-{checkpoint_dir.name}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        config = Checkpoint.open(checkpoint_dir).config
+        results["checkpoint"] = {"name": checkpoint_dir.name, "parameters": config.parameter_count(),
+                                 "layers": config.num_layers, "weight_bytes_fp32": 4 * config.parameter_count()}
+        results["export"] = export_section(checkpoint_dir, work, args.skip)
+        results["runtime"] = runtime_section(checkpoint_dir, work, args, results["bandwidth_bytes_per_s"])
+        if "engines" not in args.skip:
+            results["engines"] = engine_section(checkpoint_dir, work)
+        shutil.rmtree(work, ignore_errors=True)
+    if args.window or args.window_only:
+        results["window"] = window_section(args.work, args.window_layers, args.window_contexts)
 
-        naive = ort.InferenceSession(str(naive_export(checkpoint_dir, work)), providers=["CPUExecutionProvider"])
-    results = []
-    rng = np.random.default_rng(0)
-    for context in args.contexts:
-        context = min(context, config.max_position_embeddings - args.decode - 1)
-        ids = rng.integers(16, config.vocab_size, (1, context))
-        kv_bytes = 4 * 2 * config.num_layers * config.num_kv_heads * config.head_dim * (context + args.decode // 2)
-        roofline_ms = 1000 * (weight_bytes + kv_bytes) / bandwidth
-        row = {"context": context, "roofline_ms_per_token": roofline_ms, "backends": {}}
-        for name, runner in runners.items():
-            if name in args.skip:
-                continue
-            with runner:
-                row["backends"][name] = measure_session(runner, layout, ids, args.decode, args.reps)
-        if naive is not None:
-            row["backends"]["naive-onnx"] = measure_naive(naive, ids, args.decode, args.reps)
-        for result in row["backends"].values():
-            result["roofline_fraction"] = roofline_ms / result["decode_ms_per_token"]
-        results.append(row)
-        print(json.dumps(row), flush=True)
+    from bench_report import write_report
 
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {bandwidth / 1e9:.1f} GB/s copy bandwidth, torch {torch.__version__}"
-    print(f"\nmachine: {machine}; weights {weight_bytes / 1e6:.1f} MB fp32\n")
-    print("| context | backend | prefill tok/s | decode ms/token (min-max) | decode time vs ort | roofline fraction |")
-    print("|---|---|---|---|---|---|")
-    for row in results:
-        ort_ms = row["backends"].get("ort", {}).get("decode_ms_per_token")
-        for name, r in row["backends"].items():
-            speedup = f"{r['decode_ms_per_token'] / ort_ms:.2f}x" if ort_ms else "-"
-            print(f"| {row['context']} | {name} | {r['prefill_tokens_per_s']:.0f} | {r['decode_ms_per_token']:.2f} "
-                  f"({r['decode_ms'][0]:.2f}-{r['decode_ms'][2]:.2f}) | {speedup} | {r['roofline_fraction']:.2f} |")
-    if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
+    write_report(results, args.out)
+
+
+def machine() -> str:
+    import onnxruntime
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs, {memory:.0f} GiB RAM, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
 
 
 if __name__ == "__main__":

@@ -26,17 +26,25 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-OURS = """
-import resource, sys, time, json
+# The peak RSS of this process since its exec: VmHWM belongs to the new address space, whereas
+# ru_maxrss keeps the parent's peak across fork + exec (a parent that held 2 GB reports 2 GB).
+PEAK_RSS = """
+def peak_rss_kb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+"""
+
+OURS = PEAK_RSS + """
+import sys, time, json
 from pathlib import Path
 from exaone4.exporter.export import ExportOptions, export_checkpoint
 start = time.perf_counter()
 export_checkpoint(Path(sys.argv[1]), Path(sys.argv[2]), ExportOptions(target=sys.argv[3], dtype=sys.argv[4], force=True))
-print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_kb": peak_rss_kb()}))
 """
 
-NAIVE = """
-import resource, sys, time, json, os, torch, warnings
+NAIVE = PEAK_RSS + """
+import sys, time, json, os, torch, warnings
 warnings.simplefilter("ignore")
 from transformers import AutoModelForCausalLM
 start = time.perf_counter()
@@ -47,7 +55,7 @@ seq = torch.export.Dim("sequence", max=4096)
 os.makedirs(sys.argv[2], exist_ok=True)
 torch.onnx.export(model, (ids,), os.path.join(sys.argv[2], "model.onnx"), dynamo=True, external_data=True,
                   dynamic_shapes=({1: seq},))
-print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_kb": peak_rss_kb()}))
 """
 
 
