@@ -145,12 +145,13 @@ def engine_section(checkpoint_dir: Path, work: Path) -> dict:
 def window_section(work: Path, layers: int, contexts: list[int]) -> dict:
     """Full vs window cache memory on the 32B shape cut to `layers` layers, fp16."""
     checkpoint_dir = ensure_checkpoint(work, "32b", layers)
-    exports = {}
-    for kind in ("full", "window"):
+    exports, export_runs = {}, {}
+    for kind in ("full", "window"):  # each export timed in a fresh process: the 32B-shape export memory check
         exports[kind] = work / f"32b-{layers}l-ort-fp16-{kind}"
-        if not (exports[kind] / "export.json").is_file():
-            export_checkpoint(checkpoint_dir, exports[kind], ExportOptions(target="ort", dtype="float16", kv_cache=kind, force=True))
-    return {"checkpoint": checkpoint_dir.name, "rows": window_memory(exports, contexts, make_config("32b", None))}
+        export_runs[kind] = measure(EXPORT, str(checkpoint_dir), str(exports[kind]), "ort", "float16", kind)
+        print(json.dumps({"export": kind, **export_runs[kind]}), flush=True)
+    rows = window_memory(exports, contexts, make_config("32b", None))
+    return {"checkpoint": checkpoint_dir.name, "exports": export_runs, "rows": rows}
 
 
 def main() -> None:

@@ -88,6 +88,10 @@ def _window_table(window: dict) -> list[str]:
     by_context: dict[int, dict[str, dict]] = {}
     for row in window["rows"]:
         by_context.setdefault(row["context"], {})[row["kv_cache"]] = row
+    for kind, run in window.get("exports", {}).items():
+        if "seconds" in run:
+            lines.insert(1, f"Export of it to ort fp16 with the {kind} cache: {run['seconds']:.0f} s, "
+                            f"peak RSS {run['peak_rss_kb'] / 2**20:.2f} GiB.")
     for context, kinds in by_context.items():
         for kind, r in kinds.items():
             if "error" in r:
