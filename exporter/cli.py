@@ -183,17 +183,19 @@ def quantize(export_dir, checkpoint, out, calib, force, quiet, as_json) -> None:
 @click.option("--max-context", default=0, type=int, help="Longest cache (default min(8192, max positions)).")
 @click.option("--compute-capability", "targets", multiple=True,
               help="TensorRT for RTX targets, e.g. SM89 (repeatable; default SM80/86/89 for fp16, SM89 for fp8).")
+@click.option("--attention", type=click.Choice(["native", "plugin"]), default="native", show_default=True,
+              help="native: TensorRT's attention layers; plugin: our IPluginV3 with the reference math (canonical exports).")
 @click.option("--force", is_flag=True, help="Overwrite an output directory that is not an engine directory.")
 @click.option("--quiet", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines on stderr; the result as JSON on stdout.")
 @reports_bad_input
-def build(export_dir, precision, out, max_batch, max_prefill, max_context, targets, force, quiet, as_json) -> None:
+def build(export_dir, precision, out, max_batch, max_prefill, max_context, targets, attention, force, quiet, as_json) -> None:
     """Build a TensorRT engine (model.engine + build.json) from an fp16 or fp8 export."""
     import json
 
     from .engine import BuildOptions, build_engine
 
-    options = BuildOptions(precision, max_batch, max_prefill, max_context, tuple(targets), force)
+    options = BuildOptions(precision, max_batch, max_prefill, max_context, tuple(targets), force, attention)
     with _progress(quiet, as_json) as step:
         result = build_engine(export_dir, out, options, progress=step)
     if as_json:

@@ -46,6 +46,7 @@ class BuildOptions:
     max_context: int = 0  # 0: min(8192, max positions)
     compute_capabilities: tuple[str, ...] = ()  # empty: DEFAULT_TARGETS[precision]
     force: bool = False
+    attention: str = "native"  # or "plugin": our IPluginV3 (plugins/attention.py), from a canonical export
 
 
 def load_tensorrt():
@@ -76,6 +77,10 @@ def _check(options: BuildOptions, manifest: dict, export_dir: Path) -> tuple[int
         raise InputError(str(export_dir), "an fp8 engine needs an fp8 export (exaone4-export quantize)")
     if manifest["target"] not in ("canonical", "trt"):
         raise InputError(str(export_dir), f"is a {manifest['target']!r} export; build from a canonical or trt export")
+    if options.attention not in ("native", "plugin"):
+        raise InputError("--attention", f"{options.attention!r} is not native or plugin")
+    if options.attention == "plugin" and manifest["target"] != "canonical":
+        raise InputError(str(export_dir), "the attention plugin replaces exaone4::Attention nodes: build it from a canonical export")
     positions = config["max_position_embeddings"]
     max_prefill = options.max_prefill or min(2048, positions)
     max_context = options.max_context or min(8192, positions)
@@ -139,6 +144,33 @@ def window_past_caps(manifest: dict) -> dict[str, int]:
     }
 
 
+def register_attention_plugin(trt):
+    """Register the EXAONE attention IPluginV3 creator; returns it (keep it alive while TensorRT uses it)."""
+    from ..plugins.attention import register
+
+    return register(trt)
+
+
+def check_plugin_loading(provider: str) -> None:
+    """Refuse a plugin build that would abort the process: TensorRT for RTX 1.7's ONNX parser dlopens
+    `libtensorrt_rtx.so` (no version suffix) when it imports a plugin node, the wheel ships only
+    `libtensorrt_rtx.so.1`, and the failure terminates the process from a noexcept region."""
+    if provider != "tensorrt-rtx":
+        return
+    import ctypes
+
+    import tensorrt_rtx_libs
+
+    libs = Path(tensorrt_rtx_libs.__file__).parent
+    if (libs / "libtensorrt_rtx.so").exists():
+        return
+    try:
+        ctypes.CDLL("libtensorrt_rtx.so")
+    except OSError:
+        raise InputError("--attention plugin", f"TensorRT for RTX's parser needs {libs}/libtensorrt_rtx.so to load plugins; "
+                         f"create it with: ln -s libtensorrt_rtx.so.1 {libs}/libtensorrt_rtx.so (make venv does)") from None
+
+
 def build_engine(
     export_dir: Path, out: Path, options: BuildOptions = BuildOptions(), progress: Callable[[str], None] = lambda s: None
 ) -> dict:
@@ -149,10 +181,14 @@ def build_engine(
     trt, provider = load_tensorrt()
     with staged_directory(Path(out), marker=BUILD_MANIFEST, force=options.force) as staging:
         onnx_path = export_dir / MODEL_FILE
+        plugin_creator = None
+        if options.attention == "plugin":
+            check_plugin_loading(provider)
+            plugin_creator = register_attention_plugin(trt)  # held until the engine is built
         if manifest["target"] == "canonical":
             progress("lowering for TensorRT")
             model = ir.load(onnx_path)
-            run_pipeline(model, "trt")
+            run_pipeline(model, "trt-plugin" if options.attention == "plugin" else "trt")
             save_model(model, staging)
             onnx_path = staging / MODEL_FILE
         progress("parsing ONNX")
@@ -182,6 +218,7 @@ def build_engine(
         if serialized is None:
             raise InputError(str(export_dir), "TensorRT could not build an engine from this export (see its log above)")
         engine_bytes = bytes(serialized)
+        del plugin_creator
         (staging / ENGINE_FILE).write_bytes(engine_bytes)
         build = {
             "format": "exaone4-engine/1",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import ENGINE_FILE, load_tensorrt, read_build
+from .engine import ENGINE_FILE, load_tensorrt, read_build, register_attention_plugin
 from .errors import InputError
 from .runners import Runner
 
@@ -46,6 +46,8 @@ class TrtRunner(Runner):
             raise InputError("--backend trt", reason)
         trt, _ = load_tensorrt()
         logger = trt.Logger(trt.Logger.ERROR)
+        if self.build.get("options", {}).get("attention") == "plugin":  # the engine names the plugin; its code lives here
+            self.plugin_creator = register_attention_plugin(trt)
         self.engine = trt.Runtime(logger).deserialize_cuda_engine((self.engine_dir / ENGINE_FILE).read_bytes())
         if self.engine is None:
             raise InputError(str(self.engine_dir), "TensorRT could not deserialize the engine on this GPU")

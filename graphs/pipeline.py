@@ -8,6 +8,7 @@ counts, which the export manifest records.
     ort        lower to com.microsoft.GroupQueryAttention (fastest on onnxruntime)
     standard   lower to opset-23 Attention / RotaryEmbedding (any ONNX runtime)
     trt        lower to what TensorRT's parser maps to native attention / rotary layers
+    trt-plugin keep one node per layer for our TensorRT IPluginV3 (plugins/attention.py)
 
 Two options add a pass before the lowering, so every target inherits them:
 `kv_cache="window"` runs `bound_window_cache` (a bounded sliding-window cache),
@@ -26,6 +27,7 @@ from .last_logits import keep_last_logits
 from .lower_ort import lower_ort
 from .lower_standard import lower_standard
 from .lower_trt import lower_trt
+from .lower_trt_plugin import lower_trt_plugin
 from .window_cache import bound_window_cache
 
 Pass = Callable[[ir.Model], dict[str, int]]
@@ -37,6 +39,7 @@ TARGETS: dict[str, list[tuple[str, Pass]]] = {
     "ort": [("lower_ort", lower_ort)],
     "standard": [("lower_standard", lower_standard)],
     "trt": [("lower_trt", lower_trt)],
+    "trt-plugin": [("lower_trt_plugin", lower_trt_plugin)],
 }
 
 
