@@ -80,7 +80,7 @@ def _missing_config(d):
     [
         (_other_model_type, "config.json: model_type: is 'llama', expected 'exaone4'"),
         (_unknown_rope, "rope_scaling.rope_type: 'yarn' is not supported"),
-        (_truncated, "model.safetensors: not a readable safetensors file"),
+        (_truncated, "model.safetensors: tensor 'model.norm.weight': data_offsets"),
         (_absent_shard, "model-00002.safetensors: shard named in the index is missing"),
         (_wrong_shape, "'model.norm.weight' has shape [31], expected [32]"),
         (_missing_config, "config.json: config.json not found"),
