@@ -15,7 +15,6 @@ shapes and a supported dtype. Tensor data is then read one tensor at a time with
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from safetensors import safe_open
 
 from .config import Exaone4Config, load_config
 from .errors import InputError
+from .jsonfile import read_json
 from .safetensors_header import read_header
 
 SINGLE_FILE = "model.safetensors"
@@ -156,11 +156,9 @@ def _safetensors_files(directory: Path) -> list[Path]:
 
 
 def _shards_from_index(directory: Path, index: Path) -> list[Path]:
-    try:
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InputError(str(index), f"not a valid shard index ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+    document = read_json(index)
+    weight_map = document.get("weight_map") if isinstance(document, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) and v and "\0" not in v for v in weight_map.values()):
         raise InputError(f"{index}: weight_map", "must map tensor names to file names")
     root = directory.resolve()
     shards: list[Path] = []

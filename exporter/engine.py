@@ -29,6 +29,7 @@ import onnx_ir as ir
 
 from ..graphs.pipeline import run_pipeline
 from .errors import InputError
+from .jsonfile import read_json
 from .export import MODEL_FILE, copy_side_files, read_manifest, save_model
 from .output_dir import staged_directory
 
@@ -198,10 +199,9 @@ def read_build(engine_dir: Path) -> dict:
     path = Path(engine_dir) / BUILD_MANIFEST
     if not path.is_file():
         raise InputError(str(engine_dir), f"not an engine directory of this tool (no {BUILD_MANIFEST})")
-    try:
-        build = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(str(path), f"not valid JSON ({exc})") from None
+    build = read_json(path)
+    if not isinstance(build, dict):
+        raise InputError(str(path), "not a build record of this tool (not a JSON object)")
     engine = Path(engine_dir) / ENGINE_FILE
     if not engine.is_file():
         raise InputError(str(engine), "engine file missing")

@@ -27,6 +27,7 @@ from .checkpoint import Checkpoint, sha256_file
 from .config import load_config
 from .errors import InputError
 from .genai import genai_config
+from .jsonfile import read_json
 from .output_dir import staged_directory
 from .trace import trace
 from .weights import bind_weights
@@ -229,10 +230,7 @@ def read_manifest(export_dir: Path) -> dict:
     path = Path(export_dir) / MANIFEST
     if not path.is_file():
         raise InputError(str(export_dir), f"not an export of this tool (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(str(path), f"not valid JSON ({exc})") from None
+    manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != "exaone4-export/1":
         raise InputError(str(path), "not a manifest of this tool (format is not exaone4-export/1)")
     return manifest
