@@ -27,8 +27,10 @@ from .checkpoint import Checkpoint, sha256_file
 from .config import load_config
 from .errors import InputError
 from .genai import genai_config
+from .integrity import check_export_files
 from .jsonfile import read_json
 from .output_dir import staged_directory
+from .stream import input_error_in
 from .trace import trace
 from .weights import bind_weights
 
@@ -117,6 +119,7 @@ def lower_export(
     if target not in TARGETS:
         raise InputError("--target", f"{target!r} is not one of {', '.join(TARGETS)}")
     canonical_dir = Path(canonical_dir)
+    check_export_files(canonical_dir, manifest)
     with staged_directory(Path(out), marker=MANIFEST, force=force) as staging:
         progress("loading canonical graph")
         model = ir.load(canonical_dir / MODEL_FILE)
@@ -162,10 +165,16 @@ def copy_side_files(source: Path, destination: Path) -> None:
 def save_model(model: ir.Model, directory: Path) -> dict[str, str]:
     """Save model.onnx (+ external data for big models); returns {file name: sha256}."""
     weight_bytes = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
-    if weight_bytes > EXTERNAL_DATA_THRESHOLD:
-        ir.save(model, directory / MODEL_FILE, external_data=DATA_FILE)
-    else:
-        ir.save(model, directory / MODEL_FILE)
+    try:
+        if weight_bytes > EXTERNAL_DATA_THRESHOLD:
+            ir.save(model, directory / MODEL_FILE, external_data=DATA_FILE)
+        else:
+            ir.save(model, directory / MODEL_FILE)
+    except Exception as exc:  # a NaN weight found while streaming, wrapped by onnx_ir
+        cause = input_error_in(exc)
+        if cause is None:
+            raise
+        raise cause from None
     return {p.name: sha256_file(p) for p in (directory / MODEL_FILE, directory / DATA_FILE) if p.is_file()}
 
 
