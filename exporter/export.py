@@ -22,6 +22,7 @@ import onnx_ir as ir
 import torch
 
 from ..graphs.attention_function import OPSET, add_attention_function
+from ..graphs.lower_ort import unsupported_reason as ort_unsupported_reason
 from ..graphs.pipeline import TARGETS, run_pipeline
 from .checkpoint import Checkpoint, sha256_file
 from .config import load_config
@@ -76,6 +77,7 @@ def export_checkpoint(
     started = time.perf_counter()
     progress("reading checkpoint")
     checkpoint = Checkpoint.open(checkpoint_dir)
+    _check_target(options.target, checkpoint.config.head_dim)
     with staged_directory(Path(out), marker=MANIFEST, force=options.force) as staging:
         dtype = DTYPES[options.dtype]
         progress("tracing with fake weights")
@@ -119,6 +121,7 @@ def lower_export(
     if target not in TARGETS:
         raise InputError("--target", f"{target!r} is not one of {', '.join(TARGETS)}")
     canonical_dir = Path(canonical_dir)
+    _check_target(target, manifest["config"]["head_dim"])
     check_export_files(canonical_dir, manifest)
     with staged_directory(Path(out), marker=MANIFEST, force=force) as staging:
         progress("loading canonical graph")
@@ -139,6 +142,13 @@ def lower_export(
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _write_genai_config(manifest, load_config(canonical_dir / "config.json"), staging)
     return manifest
+
+
+def _check_target(target: str, head_dim: int) -> None:
+    """Refuse a target whose runtime cannot run this architecture (before any work is done)."""
+    reason = ort_unsupported_reason(head_dim) if target == "ort" else None
+    if reason:
+        raise InputError("--target", reason)
 
 
 def _write_genai_config(manifest: dict, config, directory: Path) -> None:
