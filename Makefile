@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/exaone4-export
 OUT ?= out
 
-.PHONY: demo test parity venv clean
+.PHONY: demo test parity reliability venv clean
 
 venv: $(VENV)/.installed
 
@@ -33,6 +33,11 @@ demo: venv
 
 test: venv .triton/env/.complete
 	$(PY) -m pytest -q
+
+# docs/reliability.md, generated from the hardening cases of the suite (tests marked `hardening`).
+reliability: venv .triton/env/.complete
+	$(PY) -m pytest -q -m hardening
+	$(PY) scripts/reliability_report.py
 
 # Parity reports on the bundled model for every export target (CI runs this after the tests);
 # fails when any backend leaves tolerance.

@@ -17,6 +17,7 @@ from .checkpoint import Checkpoint
 from .config import Exaone4Config, load_config
 from .errors import InputError
 from .export import MANIFEST, read_manifest
+from .integrity import check_export_files
 from .load import load_reference_model
 from .runners import CacheLayout, OrtRunner, Runner, TorchRunner
 
@@ -55,6 +56,7 @@ def open_backend(model_dir: Path, backend: str | None = None, threads: int = 0) 
         if not exported:
             raise InputError(str(model_dir), "the ort backend runs an export; run `exaone4-export export` first")
         manifest = read_manifest(model_dir)
+        check_export_files(model_dir, manifest)
         config = load_config(model_dir / "config.json")
         dtype = np.float16 if manifest["dtype"] == "float16" else np.float32
         return Backend(OrtRunner(model_dir, threads=threads), config, CacheLayout.of(config, dtype), model_dir)

@@ -15,7 +15,6 @@ shapes and a supported dtype. Tensor data is then read one tensor at a time with
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,8 @@ from safetensors import safe_open
 
 from .config import Exaone4Config, load_config
 from .errors import InputError
+from .jsonfile import read_json
+from .safetensors_header import read_header
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -155,11 +156,9 @@ def _safetensors_files(directory: Path) -> list[Path]:
 
 
 def _shards_from_index(directory: Path, index: Path) -> list[Path]:
-    try:
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InputError(str(index), f"not a valid shard index ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+    document = read_json(index)
+    weight_map = document.get("weight_map") if isinstance(document, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) and v and "\0" not in v for v in weight_map.values()):
         raise InputError(f"{index}: weight_map", "must map tensor names to file names")
     root = directory.resolve()
     shards: list[Path] = []
@@ -174,26 +173,28 @@ def _shards_from_index(directory: Path, index: Path) -> list[Path]:
 
 
 def _read_headers(files: list[Path]) -> dict[str, TensorInfo]:
-    """Read every safetensors header; a malformed or truncated file is named in the error."""
+    """Read every safetensors header; a malformed or truncated file is named in the error.
+
+    `read_header` checks the header in plain Python and names the tensor at fault;
+    the safetensors library then opens each file once more, so a rule it enforces
+    that ours missed still ends as an InputError here, not when the tensor is read.
+    """
     tensors: dict[str, TensorInfo] = {}
     for path in files:
-        try:
-            with safe_open(path, framework="pt") as f:
-                for name in f.keys():
-                    tensor_slice = f.get_slice(name)
-                    if name in tensors:
-                        raise InputError(str(path), f"tensor {name!r} also appears in {tensors[name].file.name}")
-                    tensors[name] = TensorInfo(
-                        name=name,
-                        file=path,
-                        dtype=tensor_slice.get_dtype(),
-                        shape=tuple(tensor_slice.get_shape()),
-                    )
-        except InputError:
-            raise
-        except Exception as exc:  # safetensors raises several types for corrupt files
-            raise InputError(str(path), f"not a readable safetensors file ({exc})") from None
+        for name, entry in read_header(path).items():
+            if name in tensors:
+                raise InputError(str(path), f"tensor {name!r} also appears in {tensors[name].file.name}")
+            tensors[name] = TensorInfo(name=name, file=path, dtype=entry.dtype, shape=entry.shape)
+        _library_accepts(path)
     return tensors
+
+
+def _library_accepts(path: Path) -> None:
+    try:
+        with safe_open(path, framework="pt") as f:
+            f.keys()
+    except Exception as exc:  # safetensors raises several types for corrupt files
+        raise InputError(str(path), f"not a readable safetensors file ({exc})") from None
 
 
 def _check_tensors(config: Exaone4Config, tensors: dict[str, TensorInfo]) -> None:

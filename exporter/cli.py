@@ -406,7 +406,7 @@ def _read_tools(path: Path) -> list:
 
     try:
         tools = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InputError(str(path), f"is not a readable JSON file ({exc})") from None
     if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
         raise InputError(str(path), "must hold a JSON list of tool schemas (objects)")

@@ -15,13 +15,13 @@ raise `InputError` naming the field. Fields we do not use are ignored, and so is
 from __future__ import annotations
 
 import enum
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .jsonfile import read_json
 
 
 class LayerKind(enum.Enum):
@@ -143,11 +143,7 @@ def load_config(path: Path) -> Exaone4Config:
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "config.json not found")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(str(path), f"not valid JSON ({exc})") from None
-    return parse_config(raw, source=str(path))
+    return parse_config(read_json(path), source=str(path))
 
 
 def parse_config(raw: Any, source: str = "config.json") -> Exaone4Config:
@@ -155,10 +151,10 @@ def parse_config(raw: Any, source: str = "config.json") -> Exaone4Config:
     fields = _Fields(raw, source)
     model_type = fields.get("model_type", str)
     if model_type != "exaone4":
-        raise InputError(f"{source}: model_type", f"is {model_type!r}, expected 'exaone4'")
+        raise InputError(f"{source}: model_type", f"is {_short(model_type)}, expected 'exaone4'")
     act = fields.get("hidden_act", str, default="silu")
     if act != "silu":
-        raise InputError(f"{source}: hidden_act", f"is {act!r}; EXAONE 4 uses 'silu'")
+        raise InputError(f"{source}: hidden_act", f"is {_short(act)}; EXAONE 4 uses 'silu'")
 
     hidden = fields.positive("hidden_size")
     heads = fields.positive("num_attention_heads")
@@ -196,7 +192,7 @@ def parse_config(raw: Any, source: str = "config.json") -> Exaone4Config:
         for kind in kinds
     )
     eps = fields.get("rms_norm_eps", float, default=1e-5)
-    if not (eps > 0 and math.isfinite(eps)):
+    if _positive_number(eps) is None:
         raise InputError(f"{source}: rms_norm_eps", f"must be a positive number, got {eps}")
 
     return Exaone4Config(
@@ -243,9 +239,9 @@ def _layer_kinds(
             )
         valid = {kind.value: kind for kind in LayerKind}
         for i, name in enumerate(layer_types):
-            if name not in valid:
+            if not isinstance(name, str) or name not in valid:
                 raise InputError(
-                    f"{source}: layer_types[{i}]", f"is {name!r}, expected one of {sorted(valid)}"
+                    f"{source}: layer_types[{i}]", f"is {_short(name)}, expected one of {sorted(valid)}"
                 )
         return tuple(valid[name] for name in layer_types)
 
@@ -260,7 +256,7 @@ def _layer_kinds(
         )
     if not pattern or set(pattern.upper()) - {"L", "G"}:
         raise InputError(
-            f"{source}: sliding_window_pattern", f"{pattern!r} must be made of 'L' and 'G' only"
+            f"{source}: sliding_window_pattern", f"{_short(pattern)} must be made of 'L' and 'G' only"
         )
     pattern = pattern.upper()
     return tuple(
@@ -278,21 +274,21 @@ def _rope(fields: _Fields, source: str) -> RopeConfig:
     if params is None:
         params = fields.get("rope_scaling", dict, default=None) or {}
         where = f"{source}: rope_scaling"
-    theta = params.get("rope_theta", fields.raw.get("rope_theta", 10000.0))
-    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
-        raise InputError(f"{source}: rope_theta", f"must be a positive number, got {theta!r}")
+    theta = _positive_number(params.get("rope_theta", fields.raw.get("rope_theta", 10000.0)))
+    if theta is None:
+        raise InputError(f"{source}: rope_theta", f"must be a positive finite number, got {_short(params.get('rope_theta', fields.raw.get('rope_theta')))}")
     kind = params.get("rope_type", params.get("type", "default"))
-    if kind not in SUPPORTED_ROPE_TYPES:
+    if not isinstance(kind, str) or kind not in SUPPORTED_ROPE_TYPES:
         raise InputError(
             f"{where}.rope_type",
-            f"{kind!r} is not supported (supported: {', '.join(SUPPORTED_ROPE_TYPES)})",
+            f"{_short(kind)} is not supported (supported: {', '.join(SUPPORTED_ROPE_TYPES)})",
         )
 
     def number(key: str, default: float) -> float:
-        value = params.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise InputError(f"{where}.{key}", f"must be a positive number, got {value!r}")
-        return float(value)
+        value = _positive_number(params.get(key, default))
+        if value is None:
+            raise InputError(f"{where}.{key}", f"must be a positive finite number, got {_short(params.get(key))}")
+        return value
 
     rope = RopeConfig(theta=float(theta), kind=kind)
     if kind == "linear":
@@ -312,13 +308,31 @@ def _rope(fields: _Fields, source: str) -> RopeConfig:
     return rope
 
 
+def _positive_number(value: Any) -> float | None:
+    """`value` as a finite positive float, or None when it is not one (bools, strings, NaN,
+    Infinity and ints too large for a float included: Python's json reads all of them)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr of a config value, cut so a hostile value cannot flood the one-line error."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _eos_ids(fields: _Fields, source: str) -> tuple[int, ...]:
     value = fields.raw.get("eos_token_id")
     if value is None:
         return ()
     values = value if isinstance(value, list) else [value]
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
-        raise InputError(f"{source}: eos_token_id", f"must be a token id or a list of them, got {value!r}")
+        raise InputError(f"{source}: eos_token_id", f"must be a token id or a list of them, got {_short(value)}")
     return tuple(values)
 
 
@@ -341,10 +355,13 @@ class _Fields:
         value = self.raw[key]
         ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
+            try:
+                value, ok = float(value), True
+            except OverflowError:
+                raise InputError(f"{self.source}: {key}", "is too large for a float") from None
         if not ok:
             raise InputError(
-                f"{self.source}: {key}", f"must be {kind.__name__}, got {type(value).__name__} {value!r}"
+                f"{self.source}: {key}", f"must be {kind.__name__}, got {type(value).__name__} {_short(value)}"
             )
         return value
 

@@ -28,8 +28,11 @@ from pathlib import Path
 import onnx_ir as ir
 
 from ..graphs.pipeline import run_pipeline
+from .checkpoint import sha256_file
 from .errors import InputError
 from .export import MODEL_FILE, copy_side_files, read_manifest, save_model
+from .integrity import check_export_files
+from .jsonfile import read_json
 from .output_dir import staged_directory
 
 ENGINE_FILE = "model.engine"
@@ -178,6 +181,7 @@ def build_engine(
     export_dir = Path(export_dir)
     manifest = read_manifest(export_dir)
     max_prefill, max_context, targets = _check(options, manifest, export_dir)
+    check_export_files(export_dir, manifest)
     trt, provider = load_tensorrt()
     with staged_directory(Path(out), marker=BUILD_MANIFEST, force=options.force) as staging:
         onnx_path = export_dir / MODEL_FILE
@@ -260,14 +264,13 @@ def read_build(engine_dir: Path) -> dict:
     path = Path(engine_dir) / BUILD_MANIFEST
     if not path.is_file():
         raise InputError(str(engine_dir), f"not an engine directory of this tool (no {BUILD_MANIFEST})")
-    try:
-        build = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(str(path), f"not valid JSON ({exc})") from None
+    build = read_json(path)
+    if not isinstance(build, dict):
+        raise InputError(str(path), "not a build record of this tool (not a JSON object)")
     engine = Path(engine_dir) / ENGINE_FILE
     if not engine.is_file():
         raise InputError(str(engine), "engine file missing")
-    digest = hashlib.sha256(engine.read_bytes()).hexdigest()
+    digest = sha256_file(engine)  # in blocks: an engine can be tens of GB
     if digest != build.get("engine_sha256"):
         raise InputError(str(engine), "changed since it was built (sha256 does not match build.json)")
     return build

@@ -22,12 +22,16 @@ import onnx_ir as ir
 import torch
 
 from ..graphs.attention_function import OPSET, add_attention_function
+from ..graphs.lower_ort import unsupported_reason as ort_unsupported_reason
 from ..graphs.pipeline import KV_CACHES, LOGITS, TARGETS, run_pipeline
 from .checkpoint import Checkpoint, sha256_file
 from .config import load_config
 from .errors import InputError
 from .genai import genai_config
+from .integrity import check_export_files
+from .jsonfile import read_json
 from .output_dir import staged_directory
+from .stream import input_error_in
 from .trace import trace
 from .weights import bind_weights
 
@@ -100,6 +104,7 @@ def export_checkpoint(
     started = time.perf_counter()
     progress("reading checkpoint")
     checkpoint = Checkpoint.open(checkpoint_dir)
+    _check_target(options.target, checkpoint.config.head_dim)
     with staged_directory(Path(out), marker=MANIFEST, force=options.force) as staging:
         dtype = DTYPES[options.dtype]
         progress("tracing with fake weights")
@@ -151,6 +156,8 @@ def lower_export(
     kv_cache = _narrowed("--kv-cache", manifest.get("kv_cache", "full"), kv_cache, KV_CACHES, canonical_dir)
     logits = _narrowed("--logits", manifest.get("logits", "all"), logits, LOGITS, canonical_dir)
     canonical_dir = Path(canonical_dir)
+    _check_target(target, manifest["config"]["head_dim"])
+    check_export_files(canonical_dir, manifest)
     with staged_directory(Path(out), marker=MANIFEST, force=force) as staging:
         progress("loading canonical graph")
         model = ir.load(canonical_dir / MODEL_FILE)
@@ -174,6 +181,13 @@ def lower_export(
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _write_genai_config(manifest, load_config(canonical_dir / "config.json"), staging)
     return manifest
+
+
+def _check_target(target: str, head_dim: int) -> None:
+    """Refuse a target whose runtime cannot run this architecture (before any work is done)."""
+    reason = ort_unsupported_reason(head_dim) if target == "ort" else None
+    if reason:
+        raise InputError("--target", reason)
 
 
 def _write_genai_config(manifest: dict, config, directory: Path) -> None:
@@ -206,10 +220,16 @@ def copy_side_files(source: Path, destination: Path) -> None:
 def save_model(model: ir.Model, directory: Path) -> dict[str, str]:
     """Save model.onnx (+ external data for big models); returns {file name: sha256}."""
     weight_bytes = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
-    if weight_bytes > EXTERNAL_DATA_THRESHOLD:
-        ir.save(model, directory / MODEL_FILE, external_data=DATA_FILE)
-    else:
-        ir.save(model, directory / MODEL_FILE)
+    try:
+        if weight_bytes > EXTERNAL_DATA_THRESHOLD:
+            ir.save(model, directory / MODEL_FILE, external_data=DATA_FILE)
+        else:
+            ir.save(model, directory / MODEL_FILE)
+    except Exception as exc:  # a NaN weight found while streaming, wrapped by onnx_ir
+        cause = input_error_in(exc)
+        if cause is None:
+            raise
+        raise cause from None
     return {p.name: sha256_file(p) for p in (directory / MODEL_FILE, directory / DATA_FILE) if p.is_file()}
 
 
@@ -276,10 +296,7 @@ def read_manifest(export_dir: Path) -> dict:
     path = Path(export_dir) / MANIFEST
     if not path.is_file():
         raise InputError(str(export_dir), f"not an export of this tool (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(str(path), f"not valid JSON ({exc})") from None
+    manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != "exaone4-export/1":
         raise InputError(str(path), "not a manifest of this tool (format is not exaone4-export/1)")
     return manifest

@@ -24,6 +24,7 @@ from .calibrate import calibrate, calibration_ids
 from .checkpoint import Checkpoint
 from .errors import InputError
 from .export import MANIFEST, MODEL_FILE, copy_side_files, describe_io, read_manifest, save_model
+from .integrity import check_export_files
 from .output_dir import staged_directory
 
 MAX_CALIBRATION_TOKENS = 2048
@@ -42,6 +43,7 @@ def quantize_export(
     manifest = read_manifest(export_dir)
     if manifest.get("quantization"):
         raise InputError(str(export_dir), "is already quantized; quantize a float export")
+    check_export_files(export_dir, manifest)
     checkpoint = Checkpoint.open(checkpoint_dir)
     if checkpoint.config.to_summary() != manifest["config"]:
         raise InputError(str(checkpoint_dir), f"its architecture differs from the one {export_dir} was exported from")

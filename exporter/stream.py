@@ -48,6 +48,7 @@ class TensorLocation:
     offset: int  # absolute byte offset of the first element
     dtype: torch.dtype
     shape: tuple[int, ...]
+    name: str = ""  # the tensor's name in the checkpoint, for error messages
 
     @property
     def row_bytes(self) -> int:
@@ -71,10 +72,27 @@ def locate_tensors(path: Path) -> dict[str, TensorLocation]:
         header = json.loads(f.read(header_len))
     base = 8 + header_len
     return {
-        name: TensorLocation(Path(path), base + info["data_offsets"][0], SAFETENSORS_DTYPES[info["dtype"]], tuple(info["shape"]))
+        name: TensorLocation(Path(path), base + info["data_offsets"][0], SAFETENSORS_DTYPES[info["dtype"]], tuple(info["shape"]),
+                             name=name)
         for name, info in header.items()
         if name != "__metadata__"
     }
+
+
+def input_error_in(exc: BaseException) -> InputError | None:
+    """The InputError behind `exc`, if any.
+
+    onnx_ir wraps whatever a tensor raises while the model is serialized inline
+    (small models) in its own SerdeError, so a NaN found by `_blocks` would reach
+    the user as a traceback; the saver unwraps it with this.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, InputError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 class StreamedTensor(ir.LazyTensor):
@@ -99,7 +117,7 @@ class StreamedTensor(ir.LazyTensor):
             stop = min(start + step, rows)
             block = self.source.read_rows(start, stop).to(self.target_dtype)
             if not torch.isfinite(block).all():
-                raise InputError(str(self.source.path), f"tensor {self.name!r} holds NaN or Inf values")
+                raise InputError(str(self.source.path), f"tensor {self.source.name or self.name!r} holds NaN or Inf values")
             yield start, stop, block
 
     def _whole(self) -> ir.Tensor:

@@ -20,8 +20,10 @@ import json
 import shutil
 from pathlib import Path
 
+from .engine import read_build
 from .errors import InputError
 from .export import MANIFEST, MODEL_FILE, read_manifest
+from .integrity import check_export_files
 from .output_dir import staged_directory
 
 DECODER, GENERATE, STREAM = "exaone4_decoder", "exaone4", "exaone4_stream"
@@ -53,11 +55,12 @@ def _tensor(name: str, dtype: str, dims: str, optional: bool = False) -> str:
 def _decoder_io(source: Path) -> tuple[list[dict], list[dict], dict]:
     """(inputs, outputs, manifest) from an export's export.json or an engine's build.json + export."""
     if (source / "build.json").is_file():
-        build = json.loads((source / "build.json").read_text())
+        build = read_build(source)  # refuses an engine changed since it was built
         manifest = read_manifest(Path(build["export"]["directory"]))
         io = [{"name": b["name"], "dtype": b["dtype"], "shape": b["shape"], "kind": b["kind"]} for b in build["io"]]
         return [b for b in io if b["kind"] == "input"], [b for b in io if b["kind"] == "output"], manifest
     manifest = read_manifest(source)
+    check_export_files(source, manifest)
     return manifest["io"]["inputs"], manifest["io"]["outputs"], manifest
 
 

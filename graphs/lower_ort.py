@@ -20,6 +20,19 @@ from .attention_parts import CustomAttention, constant, lengths, lower_each_atte
 
 INT32 = 6
 MS_DOMAIN = "com.microsoft"
+HEAD_DIM_MULTIPLE = 8  # onnxruntime's GroupQueryAttention kernels refuse any other head size at run time
+
+
+def unsupported_reason(head_dim: int) -> str | None:
+    """Why this pass's output would not run for `head_dim`, or None when it would.
+
+    Checked before exporting, so a config GQA cannot serve is refused up front instead
+    of giving an export that fails on its first inference.
+    """
+    if head_dim % HEAD_DIM_MULTIPLE:
+        return (f"onnxruntime's GroupQueryAttention needs head_dim a multiple of {HEAD_DIM_MULTIPLE}, "
+                f"this model has {head_dim}; use --target standard or canonical")
+    return None
 
 
 def _int32(tape: ir.tape.Tape, value: ir.Value) -> ir.Value:

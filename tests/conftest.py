@@ -8,6 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
+# The hardening record behind docs/reliability.md: the `hardening` marker, the
+# `hardening_cases` fixture and the hooks that write the record (tests/reliability.py).
+from reliability import (  # noqa: F401
+    hardening_cases,
+    pytest_configure,
+    pytest_runtest_makereport,
+    pytest_sessionfinish,
+)
+
 # Small architectures that together cover the EXAONE 4 traps (ARCHITECTURE.md).
 HYBRID = dict(sliding_window=4, layer_types=["sliding_attention"] * 3 + ["full_attention"])
 ARCHITECTURES = {

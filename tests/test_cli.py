@@ -75,12 +75,13 @@ def _missing_config(d):
     (d / "config.json").unlink()
 
 
+@pytest.mark.hardening("CLI subprocess", expect="exit 2, one line on stderr, no traceback (real subprocess)")
 @pytest.mark.parametrize(
     "breakage, expected",
     [
         (_other_model_type, "config.json: model_type: is 'llama', expected 'exaone4'"),
         (_unknown_rope, "rope_scaling.rope_type: 'yarn' is not supported"),
-        (_truncated, "model.safetensors: not a readable safetensors file"),
+        (_truncated, "model.safetensors: tensor 'model.norm.weight': data_offsets"),
         (_absent_shard, "model-00002.safetensors: shard named in the index is missing"),
         (_wrong_shape, "'model.norm.weight' has shape [31], expected [32]"),
         (_missing_config, "config.json: config.json not found"),
@@ -113,6 +114,7 @@ def test_export_lower_and_generate_agree_across_backends(tmp_path):
     assert outputs["ort"] == outputs["torch"] and len(outputs["ort"].strip()) > 0
 
 
+@pytest.mark.hardening("CLI", tried="generate --backend ort on a checkpoint", expect="exit 2, one line")
 def test_ort_backend_needs_an_export():
     result = run("generate", "bundled:tiny", "--backend", "ort", "--prompt", "hi")
     assert result.exit_code == 2 and "the ort backend runs an export" in result.output

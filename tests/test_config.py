@@ -84,6 +84,7 @@ def test_auto_map_is_ignored_not_imported():
     assert config.num_layers == 4
 
 
+@pytest.mark.hardening("config.json (library)", expect="InputError naming the file or field")
 @pytest.mark.parametrize(
     "overrides, field",
     [
@@ -111,6 +112,7 @@ def test_invalid_configs_name_the_field(overrides, field):
     assert field in str(info.value)
 
 
+@pytest.mark.hardening("config.json (library)", tried="required field missing", expect="InputError naming the file or field")
 def test_missing_field_is_named():
     broken = raw()
     del broken["vocab_size"]

@@ -13,6 +13,7 @@ from exaone4.exporter.export import ExportOptions, export_checkpoint, lower_expo
 from conftest import SMALL_CONFIG, write_json, write_random_checkpoint
 
 
+@pytest.mark.hardening("atomic outputs", tried="output directory holding foreign files", expect="refused without --force; files kept")
 def test_existing_foreign_directory_is_refused_without_force(tmp_path):
     checkpoint = write_random_checkpoint(tmp_path / "ckpt")
     out = tmp_path / "out"
@@ -26,6 +27,7 @@ def test_existing_foreign_directory_is_refused_without_force(tmp_path):
     export_checkpoint(checkpoint, out, ExportOptions(target="ort"))  # an earlier export may be replaced
 
 
+@pytest.mark.hardening("atomic outputs", tried="Ctrl-C while streaming weights", expect="no output, no staging directory")
 def test_interrupted_export_leaves_nothing_behind(tmp_path):
     checkpoint = write_random_checkpoint(tmp_path / "ckpt")
     out = tmp_path / "out"
@@ -40,6 +42,7 @@ def test_interrupted_export_leaves_nothing_behind(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no staging directory left
 
 
+@pytest.mark.hardening("atomic outputs", tried="Ctrl-C during a re-export", expect="earlier export kept intact")
 def test_interrupted_export_keeps_the_earlier_one(tmp_path):
     checkpoint = write_random_checkpoint(tmp_path / "ckpt")
     out = tmp_path / "out"
@@ -55,6 +58,7 @@ def test_interrupted_export_keeps_the_earlier_one(tmp_path):
     assert (out / "model.onnx").read_bytes() == before
 
 
+@pytest.mark.hardening("CLI subprocess", tried="export of a gemma3 config", expect="exit 2, one line on stderr, no traceback (real subprocess)")
 def test_refused_checkpoint_is_refused_by_export_with_the_same_message(tmp_path):
     write_random_checkpoint(tmp_path / "ckpt")
     write_json(tmp_path / "ckpt" / "config.json", dict(SMALL_CONFIG, model_type="gemma3"))
@@ -69,6 +73,7 @@ def test_refused_checkpoint_is_refused_by_export_with_the_same_message(tmp_path)
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.hardening("exports", tried="lower from a non-canonical export / a non-export", expect="InputError")
 def test_lowering_needs_a_canonical_export(tmp_path):
     checkpoint = write_random_checkpoint(tmp_path / "ckpt")
     export_checkpoint(checkpoint, tmp_path / "ort", ExportOptions(target="ort"))

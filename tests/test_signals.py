@@ -30,6 +30,7 @@ def wait_for(predicate, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.hardening("signals and lock", expect="partial output removed, exit 130 / 143, no traceback")
 @pytest.mark.parametrize("signum, codes", [(signal.SIGINT, (130, -signal.SIGINT)), (signal.SIGTERM, (143,))])
 def test_signal_mid_export_removes_partial_output(tmp_path, signum, codes):
     """The CLI exits 130 / 143 after cleaning up. On SIGINT, one CI run saw the process end by the
@@ -48,6 +49,7 @@ def test_signal_mid_export_removes_partial_output(tmp_path, signum, codes):
     assert process.returncode in codes, stderr
 
 
+@pytest.mark.hardening("signals and lock", tried="second export to the same output while the first writes", expect="exit 2 naming the holder pid; first completes")
 def test_second_run_on_the_same_output_is_refused_while_the_first_writes(tmp_path):
     checkpoint = write_random_checkpoint(tmp_path / "ckpt")
     out = tmp_path / "out"

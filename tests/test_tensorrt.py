@@ -89,6 +89,7 @@ def test_hybrid_random_model_builds_from_a_canonical_export(tmp_path):
     assert build["export"]["target"] == "canonical"
 
 
+@pytest.mark.hardening("engines", tried="5 bad build requests (not an export, SM86 fp8, context too long, fp32, fp16 as fp8)", expect="exit 2, nothing written")
 def test_build_refusals_exit_2_and_write_nothing(trt_exports, tmp_path, tiny_exports):
     cases = [
         (["build", tmp_path, "--precision", "fp16"], "not an export of this tool"),
@@ -104,6 +105,7 @@ def test_build_refusals_exit_2_and_write_nothing(trt_exports, tmp_path, tiny_exp
         assert not out.exists()
 
 
+@pytest.mark.hardening("engines", tried="model.engine changed after build: inspect-engine, triton", expect="exit 2 naming the engine, nothing written")
 def test_changed_engine_is_refused(trt_exports, tmp_path):
     out = tmp_path / "engine"
     assert cli("build", trt_exports / "trt-fp16", "--precision", "fp16", "-o", out, "--quiet").exit_code == 0
@@ -112,6 +114,9 @@ def test_changed_engine_is_refused(trt_exports, tmp_path):
     (out / "model.engine").write_bytes(bytes(data))
     result = cli("inspect-engine", out)
     assert result.exit_code == 2 and "changed since it was built" in result.output
+    result = cli("triton", out, "--repo", tmp_path / "repo")
+    assert result.exit_code == 2 and f"{out / 'model.engine'}: changed since it was built" in result.output
+    assert not (tmp_path / "repo").exists()
 
 
 def test_trt_backend_is_skipped_with_the_reason_without_a_gpu(trt_exports, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import queue
+import time
 
 import numpy as np
 import pytest
@@ -67,6 +68,7 @@ def test_repository_layout_and_check(repo):
     assert CliRunner().invoke(main, ["triton", "--repo", str(repo), "--check"]).exit_code == 0
 
 
+@pytest.mark.hardening("Triton", tried="repository whose config.pbtxt disagrees / does not parse", expect="triton --check exit 2 naming the file")
 def test_check_names_a_config_that_disagrees_with_the_export(repo, tmp_path):
     import shutil
 
@@ -130,6 +132,7 @@ def test_eight_concurrent_requests_all_come_back_correct(server):
     assert len(results) == 8 and all(text == expected[prompt] for prompt, text in results)
 
 
+@pytest.mark.hardening("Triton", tried="requests: missing input, wrong dtypes, prompt too long, empty prompt, max_tokens 0 / -5 / 2^31-1", expect="an error response; the server keeps serving")
 def test_bad_requests_get_errors_and_the_server_keeps_serving(server):
     client = http.InferenceServerClient(server[0])
     with pytest.raises(Exception, match="text_input"):  # missing input
@@ -140,4 +143,17 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(server):
         client.infer("exaone4", _inputs(http, "def " * 600, 8))
     with pytest.raises(Exception, match="text_input is empty"):
         client.infer("exaone4", _inputs(http, "   ", 8))
+    with pytest.raises(Exception, match="text_input is empty"):
+        client.infer("exaone4", _inputs(http, "", 8))
+    for limit in (0, -5):
+        with pytest.raises(Exception, match=f"max_tokens must be at least 1, got {limit}"):
+            client.infer("exaone4", _inputs(http, "hi", limit))
+    started = time.monotonic()  # a huge max_tokens is refused at once, not generated until the context runs out
+    with pytest.raises(Exception, match="max_tokens 2147483647 exceeds the context of 512"):
+        client.infer("exaone4", _inputs(http, "hi", 2**31 - 1))
+    assert time.monotonic() - started < 10
+    wrong_text = http.InferInput("text_input", [1], "INT32")  # a number where the prompt's bytes belong
+    wrong_text.set_data_from_numpy(np.array([7], dtype=np.int32))
+    with pytest.raises(Exception, match="(?i)data type|datatype|INT32"):
+        client.infer("exaone4", [wrong_text, _inputs(http, "hi", 8)[1]])
     assert _text(client.infer("exaone4", _inputs(http, PROMPTS[0], 16))) == reference_text(PROMPTS[0], 16)

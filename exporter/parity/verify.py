@@ -22,6 +22,7 @@ import numpy as np
 from ..checkpoint import Checkpoint
 from ..errors import InputError
 from ..export import read_manifest
+from ..integrity import check_export_files
 from ..load import load_reference_model
 from ..runners import CacheLayout, OrtRunner, Runner, TorchRunner, TransformersRunner
 from .harness import compare, run_scenario
@@ -77,6 +78,7 @@ def verify_export(
     started = time.perf_counter()
     export_dir = Path(export_dir)
     manifest = read_manifest(export_dir)
+    check_export_files(export_dir, manifest)
     checkpoint = Checkpoint.open(checkpoint_dir)
     if checkpoint.config.to_summary() != manifest["config"]:
         raise InputError(str(checkpoint_dir), f"its architecture differs from the one {export_dir} was exported from")
