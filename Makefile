@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	# TensorRT for RTX's ONNX parser dlopens libtensorrt_rtx.so (unversioned) to import plugin nodes and
+	# aborts the process when it is missing; the wheel ships only the .so.1 (docs/tensorrt.md).
+	libs=$$($(PY) -c 'import tensorrt_rtx_libs, os; print(os.path.dirname(tensorrt_rtx_libs.__file__))') && \
+		ln -sf libtensorrt_rtx.so.1 "$$libs/libtensorrt_rtx.so"
 	touch $@
 
 demo: venv

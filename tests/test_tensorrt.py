@@ -89,6 +89,18 @@ def test_hybrid_random_model_builds_from_a_canonical_export(tmp_path):
     assert build["export"]["target"] == "canonical"
 
 
+def test_attention_plugin_engine_builds_on_cpu(trt_exports, tmp_path):
+    out = tmp_path / "engine"
+    result = cli("build", trt_exports / "canonical-fp16", "--precision", "fp16", "--attention", "plugin", "-o", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    build = json.loads((out / "build.json").read_text())
+    assert build["options"]["attention"] == "plugin"
+    assert build["layer_types"]["PLUGIN_V3"] == 8 and "ATTENTION_INPUT" not in build["layer_types"]
+    assert b"Exaone4Attention" in (out / "model.engine").read_bytes()  # the engine names the plugin; its code is ours
+    result = cli("build", trt_exports / "trt-fp16", "--precision", "fp16", "--attention", "plugin", "-o", out / "x", "--quiet")
+    assert result.exit_code == 2 and "build it from a canonical export" in result.output
+
+
 @pytest.mark.hardening("engines", tried="5 bad build requests (not an export, SM86 fp8, context too long, fp32, fp16 as fp8)", expect="exit 2, nothing written")
 def test_build_refusals_exit_2_and_write_nothing(trt_exports, tmp_path, tiny_exports):
     cases = [
