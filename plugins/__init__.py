@@ -1,6 +1,5 @@
-"""exaone4.plugins: TensorRT plugins for exaone4::Attention.
+"""exaone4.plugins: TensorRT plugins.
 
-Empty for now: the native TensorRT attention and rotary layers serve every EXAONE 4 layer kind
-(docs/tensorrt.md), and a Python IPluginV3 aborted the build process on TensorRT for RTX without
-a GPU (ARCHITECTURE.md). An IPluginV3 goes here when a TensorRT version or shape needs it.
+`attention.py`: `exaone4::Attention` as an IPluginV3 (`exaone4-export build --attention plugin`),
+for TensorRT versions or shapes the native attention layers do not serve (docs/tensorrt.md).
 """

@@ -2,7 +2,7 @@
 # GPU checks, in one prepared run of a few minutes, for a host with an NVIDIA GPU and the
 # TensorRT runtime (full `tensorrt`, or `tensorrt-rtx` on an RTX-class GPU):
 #   1. export the bundled model (fp16), lower for TensorRT, quantize to fp8
-#   2. build fp16 and fp8 engines for this GPU
+#   2. build fp16 and fp8 engines for this GPU (and an fp16 one with the attention plugin)
 #   3. parity scenarios through the engines (the trt backend) against the reference
 #   4. prefill / decode timing of the engines
 # Results land in ${1:-gpu-check}/ (reports, build records, timings.json).
@@ -20,6 +20,10 @@ for precision in fp16 fp8; do
   $cli verify "$out/trt-$precision" --checkpoint bundled:tiny --backend trt --backend ort --engine "$out/engine-$precision" \
     --report "$out/report-$precision" --force --quiet || echo "parity failed for $precision (see $out/report-$precision)"
 done
+# the attention plugin (plugins/attention.py): same parity scenarios through its engine
+$cli build "$out/canonical-fp16" --precision fp16 --attention plugin -o "$out/engine-plugin" --compute-capability "$cc" --force --quiet
+$cli verify "$out/canonical-fp16" --checkpoint bundled:tiny --backend trt --engine "$out/engine-plugin" \
+  --report "$out/report-plugin" --force --quiet || echo "parity failed for the plugin engine (see $out/report-plugin)"
 python - "$out" <<'PY'
 import json, sys, time
 from pathlib import Path
