@@ -10,13 +10,14 @@ Sections, all on the same machine in the same run:
    weights) and of the naive transformers export (fp32 model, `torch.onnx.export`,
    `use_cache=False`), each in a fresh process;
 2. runtime, per context (batch 1; batch 4 for our ort export): prefill tokens/s
-   and decode ms/token for
+   and decode ms/token, repetitions interleaved round-robin across backends, for
    - torch:        our reference PyTorch model with its explicit KV cache
    - transformers: transformers' eager `generate` with its DynamicCache
    - naive-onnx:   the naive export in onnxruntime, every step recomputing the sequence
    - ort, standard: our exports (`--logits last`, what generation uses) in onnxruntime
    - ort-all-logits: our ort export with every position's logits (the IO contract default)
-   and the memory roofline: weight + KV bytes read per decode token / measured bandwidth;
+   and the memory roofline: weight + KV bytes read per decode token / the read bandwidth
+   measured in this run (a multi-threaded reduction over 1 GiB);
 3. engines: TensorRT fp16 and fp8 build times with the available provider;
 4. window cache (`--window`): KV memory of the full and bounded caches for the
    32B shape cut to a few layers, at 8K and 32K context (scripts/bench_window.py).
@@ -27,20 +28,34 @@ these machines are shared and noisy.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
-import shutil
-import sys
-import time
-from pathlib import Path
 
-import numpy as np
-import torch
+# Interleaved backends share the cores: torch's OpenMP workers must sleep, not spin, between their
+# parallel regions, or they steal the cores from the onnxruntime run that follows (seen: 3x on the
+# bundled model's decode). Set before torch starts its thread pool.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from bench_export_memory import NAIVE, PEAK_RSS, ensure_checkpoint, measure
-from bench_measure import load_transformers, measure_generate, measure_naive, measure_session, memory_bandwidth
+from bench_measure import (
+    generate_repetition,
+    interleaved,
+    load_transformers,
+    memory_bandwidth,
+    naive_repetition,
+    session_repetition,
+)
+from bench_report import write_report
 from bench_window import window_memory
 from make_random_checkpoint import make_config
 
@@ -77,7 +92,11 @@ def export_section(checkpoint_dir: Path, work: Path, skip: set[str]) -> dict:
 
 
 def runtime_section(checkpoint_dir: Path, work: Path, args, bandwidth: float) -> list[dict]:
-    """Prefill and decode of every backend at every context, with the roofline fraction."""
+    """Prefill and decode of every backend at every context, with the roofline fraction.
+
+    All backends are loaded at once and measured round-robin (`interleaved`);
+    `--sequential` loads one at a time instead, for models too big to hold several copies.
+    """
     checkpoint = Checkpoint.open(checkpoint_dir)
     config = checkpoint.config
     layout = CacheLayout.of(config)
@@ -90,30 +109,42 @@ def runtime_section(checkpoint_dir: Path, work: Path, args, bandwidth: float) ->
             ids = rng.integers(16, config.vocab_size, (batch, context))
             kv_bytes = batch * 4 * 2 * config.num_layers * config.num_kv_heads * config.head_dim * (context + args.decode // 2)
             roofline_ms = 1000 * (weight_bytes + kv_bytes) / bandwidth
-            row = {"context": context, "batch": batch, "roofline_ms_per_token": roofline_ms, "backends": {}}
-            for name in RUNTIME_BACKENDS:
-                if name in args.skip or (batch > 1 and name != "ort"):
-                    continue
-                row["backends"][name] = _measure_backend(name, checkpoint, checkpoint_dir, work, layout, ids, args)
-                row["backends"][name]["roofline_fraction"] = roofline_ms / row["backends"][name]["decode_ms_per_token"]
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            names = [n for n in RUNTIME_BACKENDS if n not in args.skip and (batch == 1 or n == "ort")]
+            groups = [[n] for n in names] if args.sequential else [names]
+            backends = {}
+            for group in groups:
+                loaded = {name: _load_backend(name, checkpoint, checkpoint_dir, work, args) for name in group}
+                repetitions = {name: _repetition(name, backend, layout, ids, args) for name, backend in loaded.items()}
+                backends.update(interleaved(repetitions, args.reps, ids.size))
+                del loaded, repetitions
+            for result in backends.values():
+                result["roofline_fraction"] = roofline_ms / result["decode_ms_per_token"]
+            rows.append({"context": context, "batch": batch, "roofline_ms_per_token": roofline_ms,
+                         "backends": {n: backends[n] for n in names}})
+            print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
-def _measure_backend(name: str, checkpoint, checkpoint_dir: Path, work: Path, layout, ids, args) -> dict:
-    """One backend, loaded for this measurement only, so two models never share the memory."""
+def _load_backend(name: str, checkpoint, checkpoint_dir: Path, work: Path, args):
     if name == "torch":
-        return measure_session(TorchRunner(load_reference_model(checkpoint)), layout, ids, args.decode, args.reps)
+        return TorchRunner(load_reference_model(checkpoint))
     if name == "transformers":
-        return measure_generate(load_transformers(checkpoint_dir), ids, args.decode, args.reps)
+        return load_transformers(checkpoint_dir)
     if name == "naive-onnx":
         import onnxruntime as ort
 
-        session = ort.InferenceSession(str(work / "naive" / "model.onnx"), providers=["CPUExecutionProvider"])
-        return measure_naive(session, ids, args.decode, args.reps)
-    with OrtRunner(work / name, threads=args.threads) as runner:
-        return measure_session(runner, layout, ids, args.decode, args.reps)
+        return ort.InferenceSession(str(work / "naive" / "model.onnx"), providers=["CPUExecutionProvider"])
+    runner = OrtRunner(work / name, threads=args.threads)
+    runner.open()
+    return runner
+
+
+def _repetition(name: str, backend, layout, ids, args):
+    if name == "transformers":
+        return generate_repetition(backend, ids, args.decode)
+    if name == "naive-onnx":
+        return naive_repetition(backend, ids, min(args.decode, args.naive_decode))
+    return session_repetition(backend, layout, ids, args.decode)
 
 
 def engine_section(checkpoint_dir: Path, work: Path) -> dict:
@@ -161,8 +192,10 @@ def main() -> None:
     parser.add_argument("--contexts", type=int, nargs="+", default=[128, 1024])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="batch > 1 runs the ort export only")
     parser.add_argument("--decode", type=int, default=8)
+    parser.add_argument("--naive-decode", type=int, default=3, help="decode tokens for the naive export (each one a full prefill)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--sequential", action="store_true", help="load one backend at a time (big models)")
     parser.add_argument("--skip", nargs="*", default=[], help=f"leave out: {', '.join(RUNTIME_BACKENDS)}, engines")
     parser.add_argument("--window", action="store_true", help="also measure the window-cache memory (32B shape)")
     parser.add_argument("--window-only", action="store_true", help="measure the window-cache memory only")
@@ -174,7 +207,9 @@ def main() -> None:
     args.skip = set(args.skip)
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
-    results = {"machine": machine(), "command": " ".join(sys.argv), "bandwidth_bytes_per_s": memory_bandwidth()}
+    bandwidth = memory_bandwidth()
+    results = {"machine": machine(), "command": " ".join(sys.argv), "bandwidth_bytes_per_s": bandwidth["read"],
+               "copy_bandwidth_bytes_per_s": bandwidth["copy"]}
 
     if not args.window_only:
         checkpoint_dir = TINY_DIR if args.shape == "tiny" else ensure_checkpoint(args.work, args.shape, args.layers)
@@ -186,15 +221,14 @@ def main() -> None:
                                  "layers": config.num_layers, "weight_bytes_fp32": 4 * config.parameter_count()}
         results["export"] = export_section(checkpoint_dir, work, args.skip)
         results["runtime"] = runtime_section(checkpoint_dir, work, args, results["bandwidth_bytes_per_s"])
+        write_report(results, args.out)  # after each section: a later failure keeps what was measured
         if "engines" not in args.skip:
             results["engines"] = engine_section(checkpoint_dir, work)
+            write_report(results, args.out)
         shutil.rmtree(work, ignore_errors=True)
     if args.window or args.window_only:
         results["window"] = window_section(args.work, args.window_layers, args.window_contexts)
-
-    from bench_report import write_report
-
-    write_report(results, args.out)
+        write_report(results, args.out)
 
 
 def machine() -> str:

@@ -1,9 +1,9 @@
 """Timing pieces of scripts/bench.py: memory bandwidth, and prefill/decode of each kind of backend.
 
-Every measurement runs one warm-up repetition, then `reps` timed ones, and
-reports the median with min and max. Prefill is timed over a whole prompt of
-the context length; decode is the mean time per token of `decode` greedy
-tokens after it, one value per repetition.
+Each backend gives a `Repetition`: one timed run of a prefill over a whole prompt
+of the context length, then `decode` greedy tokens (their mean time per token).
+`interleaved` warms every backend up, runs the repetitions round-robin, and
+reports medians with min and max.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +20,27 @@ import torch
 from exaone4.exporter.runners import KVCacheSession
 
 
-def memory_bandwidth(bytes_: int = 1 << 30, reps: int = 5) -> float:
-    """Bytes per second of a large copy, read and write both counted: what a decode step can stream."""
-    source = np.ones(bytes_ // 8, dtype=np.float64)
-    target = np.empty_like(source)
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        np.copyto(target, source)
-        times.append(time.perf_counter() - start)
-    return 2 * source.nbytes / statistics.median(times)
+def memory_bandwidth(bytes_: int = 1 << 30, reps: int = 5) -> dict[str, float]:
+    """Bytes per second the machine streams from memory, median of `reps`.
+
+    "read" is the faster of a reduction and a matrix-vector product over 1 GiB on every
+    thread: a decode step streams its weights exactly so, and the roofline uses it.
+    "copy" (read + write counted) is kept for reference.
+    """
+    matrix = torch.ones(8192, bytes_ // 4 // 8192, dtype=torch.float32)
+    vector = torch.ones(matrix.shape[1], dtype=torch.float32)
+    target = torch.empty_like(matrix)
+
+    def timed(operation) -> float:
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            operation()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    read = min(timed(matrix.sum), timed(lambda: matrix.mv(vector)))
+    return {"read": matrix.nbytes / read, "copy": 2 * matrix.nbytes / timed(lambda: target.copy_(matrix))}
 
 
 def summary(prompt_tokens: int, prefill: list[float], per_token: list[float]) -> dict:
@@ -41,52 +53,72 @@ def summary(prompt_tokens: int, prefill: list[float], per_token: list[float]) ->
     }
 
 
-def measure_session(runner, layout, ids: np.ndarray, decode: int, reps: int) -> dict:
+Repetition = Callable[[], tuple[float, float]]  # one timed run: (prefill seconds, decode seconds per token)
+
+
+def interleaved(repetitions: dict[str, Repetition], reps: int, prompt_tokens: int) -> dict[str, dict]:
+    """Warm every backend up once, then run the timed repetitions round-robin.
+
+    Interleaving spreads the machine's drift (other tenants, clocks) over every
+    backend alike, so the ratios between them hold even when absolute times wander.
+    """
+    for repetition in repetitions.values():
+        repetition()
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in repetitions}
+    for _ in range(reps):
+        for name, repetition in repetitions.items():
+            times[name].append(repetition())
+    return {name: summary(prompt_tokens, [t[0] for t in runs], [t[1] for t in runs]) for name, runs in times.items()}
+
+
+def session_repetition(runner, layout, ids: np.ndarray, decode: int) -> Repetition:
     """A runner driven through `KVCacheSession`: prefill, then greedy decode feeding the cache back."""
-    prefill, per_token = [], []
-    for rep in range(reps + 1):  # the first repetition warms up
+
+    def run() -> tuple[float, float]:
         session = KVCacheSession(runner, layout)
         start = time.perf_counter()
         logits = session.prefill(ids)
         middle = time.perf_counter()
         for _ in range(decode):
             logits = session.decode(logits[:, -1].argmax(-1))
-        end = time.perf_counter()
-        if rep:
-            prefill.append(middle - start)
-            per_token.append((end - middle) / decode)
-    return summary(ids.size, prefill, per_token)
+        return middle - start, (time.perf_counter() - middle) / decode
+
+    return run
 
 
-@torch.no_grad()
-def measure_generate(model, ids: np.ndarray, decode: int, reps: int) -> dict:
+def generate_repetition(model, ids: np.ndarray, decode: int) -> Repetition:
     """transformers' own `generate` (greedy, its DynamicCache, last-position logits in prefill).
 
-    Prefill is a generate of one token; decode is (generate of 1 + decode tokens minus
-    the prefill of the same repetition) / decode.
+    A stopping criterion records the time each token is produced: prefill is the time to the
+    first token, decode the mean time between the following ones, all inside one generate call.
     """
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Clock(StoppingCriteria):
+        def __init__(self) -> None:
+            self.stamps: list[float] = []
+
+        def __call__(self, input_ids, scores, **kwargs):
+            self.stamps.append(time.perf_counter())
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool)
+
     inputs = torch.from_numpy(ids)
-    mask = torch.ones_like(inputs)
 
-    def generate(tokens: int) -> float:
+    @torch.no_grad()
+    def run() -> tuple[float, float]:
+        clock = Clock()
         start = time.perf_counter()
-        model.generate(inputs, attention_mask=mask, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
-        return time.perf_counter() - start
+        model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=decode + 1, min_new_tokens=decode + 1,
+                       do_sample=False, stopping_criteria=StoppingCriteriaList([clock]))
+        return clock.stamps[0] - start, (clock.stamps[-1] - clock.stamps[0]) / decode
 
-    prefill, per_token = [], []
-    for rep in range(reps + 1):
-        first = generate(1)
-        whole = generate(decode + 1)
-        if rep:
-            prefill.append(first)
-            per_token.append(max(whole - first, 0.0) / decode)
-    return summary(ids.size, prefill, per_token)
+    return run
 
 
-def measure_naive(session, ids: np.ndarray, decode: int, reps: int) -> dict:
-    """The no-cache export: each new token runs the whole sequence again."""
-    prefill, per_token = [], []
-    for rep in range(reps + 1):
+def naive_repetition(session, ids: np.ndarray, decode: int) -> Repetition:
+    """The no-cache export: each new token runs the whole sequence again (so a few tokens say enough)."""
+
+    def run() -> tuple[float, float]:
         sequence = ids
         start = time.perf_counter()
         logits = session.run(None, {"input_ids": sequence})[0]
@@ -94,11 +126,9 @@ def measure_naive(session, ids: np.ndarray, decode: int, reps: int) -> dict:
         for _ in range(decode):
             sequence = np.concatenate((sequence, logits[:, -1:].argmax(-1)), axis=1)
             logits = session.run(None, {"input_ids": sequence})[0]
-        end = time.perf_counter()
-        if rep:
-            prefill.append(middle - start)
-            per_token.append((end - middle) / decode)
-    return summary(ids.size, prefill, per_token)
+        return middle - start, (time.perf_counter() - middle) / decode
+
+    return run
 
 
 def load_transformers(checkpoint_dir: Path):

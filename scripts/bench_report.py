@@ -13,12 +13,12 @@ def write_report(results: dict, out: Path) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "table.md").write_text("\n".join(markdown(results)) + "\n")
     chart(results, out / "chart.png")
-    print((out / "table.md").read_text())
 
 
 def markdown(results: dict) -> list[str]:
-    lines = [f"Machine: {results['machine']}; copy bandwidth {results['bandwidth_bytes_per_s'] / GB:.1f} GB/s "
-             f"(read + write). Command: `{results['command']}`.", ""]
+    copy = results.get("copy_bandwidth_bytes_per_s")
+    lines = [f"Machine: {results['machine']}; read bandwidth {results['bandwidth_bytes_per_s'] / GB:.1f} GB/s"
+             + (f" (copy: {copy / GB:.1f} GB/s, read + write)" if copy else "") + f". Command: `{results['command']}`.", ""]
     if "checkpoint" in results:
         c = results["checkpoint"]
         lines += [f"Checkpoint: {c['name']}, {c['layers']} layers, {c['parameters'] / 1e6:.0f}M parameters, "

@@ -13,6 +13,7 @@ bf16 like the real checkpoints, written in shards of about 1 GB with a
 from __future__ import annotations
 
 import argparse
+import shutil
 import json
 from pathlib import Path
 
@@ -128,7 +129,20 @@ def main() -> None:
         (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         return
     write_checkpoint(args.out, config)
+    copy_tokenizer(args.out)
     print(f"wrote {args.out}")
+
+
+def copy_tokenizer(out: Path) -> None:
+    """The bundled model's tokenizer and chat template, so text can be tokenized (calibration, generate).
+
+    Its 2048 ids are a subset of the real vocabulary; the weights are random either way.
+    """
+    from exaone4.exporter.tiny import TINY_DIR
+
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+        if (TINY_DIR / name).is_file():
+            shutil.copyfile(TINY_DIR / name, out / name)
 
 
 if __name__ == "__main__":
