@@ -85,6 +85,8 @@ def export_section(checkpoint_dir: Path, work: Path, skip: set[str]) -> dict:
     if "naive-onnx" not in skip:
         result["naive"] = measure(NAIVE, str(checkpoint_dir), str(work / "naive"))
     for name, target, logits in (("ort", "ort", "last"), ("standard", "standard", "last"), ("ort-all-logits", "ort", "all")):
+        if name in skip:
+            continue
         start = time.perf_counter()
         lower_export(work / "canonical", work / name, target, force=True, logits=logits)
         result[f"lower_{name}_s"] = time.perf_counter() - start
