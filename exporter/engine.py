@@ -148,7 +148,7 @@ def window_past_caps(manifest: dict) -> dict[str, int]:
 
 
 def register_attention_plugin(trt):
-    """Register the EXAONE attention IPluginV3 creator; returns it (keep it alive while TensorRT uses it)."""
+    """Register the EXAONE attention IPluginV3 creator (once per process); returns it."""
     from ..plugins.attention import register
 
     return register(trt)
@@ -185,10 +185,9 @@ def build_engine(
     trt, provider = load_tensorrt()
     with staged_directory(Path(out), marker=BUILD_MANIFEST, force=options.force) as staging:
         onnx_path = export_dir / MODEL_FILE
-        plugin_creator = None
         if options.attention == "plugin":
             check_plugin_loading(provider)
-            plugin_creator = register_attention_plugin(trt)  # held until the engine is built
+            register_attention_plugin(trt)
         if manifest["target"] == "canonical":
             progress("lowering for TensorRT")
             model = ir.load(onnx_path)
@@ -222,7 +221,6 @@ def build_engine(
         if serialized is None:
             raise InputError(str(export_dir), "TensorRT could not build an engine from this export (see its log above)")
         engine_bytes = bytes(serialized)
-        del plugin_creator
         (staging / ENGINE_FILE).write_bytes(engine_bytes)
         build = {
             "format": "exaone4-engine/1",

@@ -47,7 +47,7 @@ class TrtRunner(Runner):
         trt, _ = load_tensorrt()
         logger = trt.Logger(trt.Logger.ERROR)
         if self.build.get("options", {}).get("attention") == "plugin":  # the engine names the plugin; its code lives here
-            self.plugin_creator = register_attention_plugin(trt)
+            register_attention_plugin(trt)
         self.engine = trt.Runtime(logger).deserialize_cuda_engine((self.engine_dir / ENGINE_FILE).read_bytes())
         if self.engine is None:
             raise InputError(str(self.engine_dir), "TensorRT could not deserialize the engine on this GPU")

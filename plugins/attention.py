@@ -61,15 +61,19 @@ def fields_from_collection(collection) -> dict:
     return fields
 
 
+# TensorRT's plugin registry is process-wide and keeps a raw pointer to each creator, so a creator
+# must live as long as the process: one per TensorRT module (tensorrt or tensorrt_rtx), kept here.
+_REGISTERED: dict[str, object] = {}
+
+
 def register(trt):
-    """Register the creator with TensorRT's plugin registry; returns it (keep it alive while TensorRT may call it)."""
-    creator = _creator_class(trt)()
-    if not trt.get_plugin_registry().register_creator(creator, NAMESPACE):
-        existing = trt.get_plugin_registry().get_creator(NAME, VERSION, NAMESPACE)
-        if existing is None:
-            raise RuntimeError(f"TensorRT refused to register the {NAME} plugin creator")
-        return existing
-    return creator
+    """Register the creator with TensorRT's plugin registry once per process; returns it."""
+    if trt.__name__ not in _REGISTERED:
+        creator = _creator_class(trt)()
+        if not trt.get_plugin_registry().register_creator(creator, NAMESPACE):
+            raise RuntimeError(f"TensorRT refused to register the {NAME} plugin creator (another one has its name?)")
+        _REGISTERED[trt.__name__] = creator
+    return _REGISTERED[trt.__name__]
 
 
 def _creator_class(trt):
