@@ -24,6 +24,7 @@ from .engine import read_build
 from .errors import InputError
 from .export import MANIFEST, MODEL_FILE, read_manifest
 from .integrity import check_export_files
+from .jsonfile import read_json
 from .output_dir import staged_directory
 
 DECODER, GENERATE, STREAM = "exaone4_decoder", "exaone4", "exaone4_stream"
@@ -146,7 +147,7 @@ def _eos_ids(source: Path) -> list[int]:
     for name in ("generation_config.json", "config.json"):
         path = source / name
         if path.is_file():
-            value = json.loads(path.read_text()).get("eos_token_id")
+            value = read_json(path).get("eos_token_id")
             if value is not None:
                 return value if isinstance(value, list) else [value]
     return []
@@ -225,7 +226,7 @@ def _check_decoder_io(config, manifest_path: Path) -> list[str]:
 
     if not manifest_path.is_file():
         return [f"{manifest_path}: missing (the decoder's IO record)"]
-    expected = json.loads(manifest_path.read_text())
+    expected = read_json(manifest_path)
     problems = []
     for kind, tensors in (("input", config.input), ("output", config.output)):
         have = {t.name: (model_config_pb2.DataType.Name(t.data_type), list(t.dims)) for t in tensors}

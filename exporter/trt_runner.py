@@ -19,7 +19,14 @@ from .engine import ENGINE_FILE, load_tensorrt, read_build, register_attention_p
 from .errors import InputError
 from .runners import Runner
 
-_TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT64": "int64", "INT32": "int32", "BOOL": "bool"}
+TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT64": "int64", "INT32": "int32", "BOOL": "bool"}
+
+
+def torch_dtype(trt_dtype):
+    """The torch dtype of a TensorRT DataType (tensor bindings and plugin buffers alike)."""
+    import torch
+
+    return getattr(torch, TORCH_DTYPES[str(trt_dtype).split(".")[-1]])
 
 
 def unavailable_reason() -> str | None:
@@ -76,7 +83,7 @@ class TrtRunner(Runner):
         outputs = {}
         for name in self.names:
             if self.engine.get_tensor_mode(name) == self.trt.TensorIOMode.OUTPUT:
-                dtype = getattr(torch, _TORCH_DTYPES[str(self.engine.get_tensor_dtype(name)).split(".")[-1]])
+                dtype = torch_dtype(self.engine.get_tensor_dtype(name))
                 tensor = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=dtype, device="cuda")
                 self.context.set_tensor_address(name, tensor.data_ptr())
                 outputs[name] = tensor

@@ -30,6 +30,7 @@ import torch
 
 from ..exporter.config import LayerKind, LayerSpec
 from ..exporter.model import AttentionCore
+from ..exporter.trt_runner import torch_dtype
 
 NAME = "Exaone4Attention"
 VERSION = "1"
@@ -148,10 +149,10 @@ def _creator_class(trt):
         def enqueue(self, input_desc, output_desc, inputs, outputs, workspace, stream):
             """Run the reference math on TensorRT's stream, reading and writing its device buffers in place."""
             with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
-                tensors = [_device_tensor(ptr, desc, trt) for ptr, desc in zip(inputs, input_desc)]
+                tensors = [_device_tensor(ptr, desc) for ptr, desc in zip(inputs, input_desc)]
                 results = attention_math(self.fields, *tensors)
                 for ptr, desc, result in zip(outputs, output_desc, results):
-                    _device_tensor(ptr, desc, trt).copy_(result)
+                    _device_tensor(ptr, desc).copy_(result)
 
     class AttentionCreator(trt.IPluginCreatorV3One):
         def __init__(self) -> None:
@@ -172,13 +173,12 @@ def _creator_class(trt):
     return AttentionCreator
 
 
-_TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "INT64": torch.int64}
 _TYPESTR = {torch.float32: "<f4", torch.float16: "<f2", torch.int64: "<i8"}
 
 
-def _device_tensor(pointer: int, desc, trt) -> torch.Tensor:
+def _device_tensor(pointer: int, desc) -> torch.Tensor:
     """A torch CUDA tensor viewing TensorRT's buffer (no copy), via the CUDA array interface."""
-    dtype = _TORCH_DTYPES[str(desc.type).split(".")[-1]]
+    dtype = torch_dtype(desc.type)
     shape = tuple(desc.dims)
     view = SimpleNamespace(__cuda_array_interface__={
         "shape": shape, "typestr": _TYPESTR[dtype], "data": (int(pointer), False), "version": 3, "strides": None,

@@ -46,7 +46,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench_export_memory import NAIVE, PEAK_RSS, ensure_checkpoint, measure
+from bench_export_memory import NAIVE, OURS, ensure_checkpoint, measure
 from bench_measure import (
     generate_repetition,
     interleaved,
@@ -65,21 +65,12 @@ from exaone4.exporter.load import load_reference_model
 from exaone4.exporter.runners import CacheLayout, OrtRunner, TorchRunner
 from exaone4.exporter.tiny import TINY_DIR
 
-EXPORT = PEAK_RSS + """
-import json, sys, time
-from pathlib import Path
-from exaone4.exporter.export import ExportOptions, export_checkpoint
-start = time.perf_counter()
-export_checkpoint(Path(sys.argv[1]), Path(sys.argv[2]), ExportOptions(target=sys.argv[3], dtype=sys.argv[4],
-                  kv_cache=sys.argv[5], force=True))
-print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_kb": peak_rss_kb()}))
-"""
 RUNTIME_BACKENDS = ("torch", "transformers", "naive-onnx", "ort", "standard", "ort-all-logits")
 
 
 def export_section(checkpoint_dir: Path, work: Path, skip: set[str]) -> dict:
     """Our canonical export and the naive one, each timed in a fresh process; then our lowerings."""
-    result = {"ours": measure(EXPORT, str(checkpoint_dir), str(work / "canonical"), "canonical", "float32", "full")}
+    result = {"ours": measure(OURS, str(checkpoint_dir), str(work / "canonical"), "canonical", "float32", "full")}
     if "error" in result["ours"]:
         raise SystemExit(f"our export failed: {result['ours']['error']}")
     if "naive-onnx" not in skip:
@@ -182,7 +173,7 @@ def window_section(work: Path, layers: int, contexts: list[int]) -> dict:
     exports, export_runs = {}, {}
     for kind in ("full", "window"):  # each export timed in a fresh process: the 32B-shape export memory check
         exports[kind] = work / f"32b-{layers}l-ort-fp16-{kind}"
-        export_runs[kind] = measure(EXPORT, str(checkpoint_dir), str(exports[kind]), "ort", "float16", kind)
+        export_runs[kind] = measure(OURS, str(checkpoint_dir), str(exports[kind]), "ort", "float16", kind)
         print(json.dumps({"export": kind, **export_runs[kind]}), flush=True)
     rows = window_memory(exports, contexts, make_config("32b", None))
     return {"checkpoint": checkpoint_dir.name, "exports": export_runs, "rows": rows}

@@ -39,7 +39,9 @@ import sys, time, json
 from pathlib import Path
 from exaone4.exporter.export import ExportOptions, export_checkpoint
 start = time.perf_counter()
-export_checkpoint(Path(sys.argv[1]), Path(sys.argv[2]), ExportOptions(target=sys.argv[3], dtype=sys.argv[4], force=True))
+kv_cache = sys.argv[5] if len(sys.argv) > 5 else "full"
+export_checkpoint(Path(sys.argv[1]), Path(sys.argv[2]), ExportOptions(target=sys.argv[3], dtype=sys.argv[4], kv_cache=kv_cache,
+                  force=True))
 print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_kb": peak_rss_kb()}))
 """
 
