@@ -14,7 +14,6 @@ shapes and a supported dtype. Tensor data is then read one tensor at a time with
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from safetensors import safe_open
 
 from .config import Exaone4Config, load_config
 from .errors import InputError
-from .jsonfile import read_json
+from .jsonfile import read_json, sha256_file
 from .safetensors_header import read_header
 
 SINGLE_FILE = "model.safetensors"
@@ -126,15 +125,6 @@ class Checkpoint:
         """sha256 of config.json and every weight file, for manifests."""
         paths = [self.directory / "config.json", *self.files]
         return {p.name: sha256_file(p) for p in paths}
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _safetensors_files(directory: Path) -> list[Path]:

@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from .contract import ENGINE_FILE
 from .errors import InputError
 from .tiny import BUNDLED_NAME, TINY_DIR
 
@@ -193,16 +194,16 @@ def build(export_dir, precision, out, max_batch, max_prefill, max_context, targe
     """Build a TensorRT engine (model.engine + build.json) from an fp16 or fp8 export."""
     import json
 
-    from .engine import BuildOptions, build_engine
+    from .trt.build import BuildOptions, build_engine
 
     options = BuildOptions(precision, max_batch, max_prefill, max_context, tuple(targets), force, attention)
     with _progress(quiet, as_json) as step:
-        result = build_engine(export_dir, out, options, progress=step)
+        record = build_engine(export_dir, out, options, progress=step)
     if as_json:
-        click.echo(json.dumps({k: v for k, v in result.items() if k != "layers"}))
+        click.echo(json.dumps({k: v for k, v in record.to_json().items() if k != "layers"}))
     elif not quiet:
-        click.echo(f"built {precision} engine with {result['provider']} {result['provider_version']} in "
-                   f"{result['build_seconds']:.1f} s: {out}/model.engine ({result['engine_bytes'] / 2**20:.1f} MiB)", err=True)
+        click.echo(f"built {precision} engine with {record.provider} {record.provider_version} in "
+                   f"{record.build_seconds:.1f} s: {Path(out) / ENGINE_FILE} ({record.engine_bytes / 2**20:.1f} MiB)", err=True)
 
 
 @main.command("inspect-engine")
@@ -213,29 +214,31 @@ def inspect_engine(engine_dir, as_json) -> None:
     """Print an engine's build record and layer information."""
     import json
 
-    from .engine import read_build
+    from .artifacts import EngineDir
+    from .contract import ATTENTION_MASK, INPUT_IDS
 
-    build = read_build(engine_dir)
+    build = EngineDir.open(engine_dir).build
     if as_json:
-        click.echo(json.dumps(build, indent=2))
+        click.echo(json.dumps(build.to_json(), indent=2))
         return
     table = Table(title=f"TensorRT engine {engine_dir}", show_header=False)
+    targets = build.compute_capabilities
     for key, value in (
-        ("provider", f"{build['provider']} {build['provider_version']}"),
-        ("precision", build["precision"]),
-        ("targets", ", ".join(build["compute_capabilities"]) if isinstance(build["compute_capabilities"], list) else build["compute_capabilities"]),
-        ("size", f"{build['engine_bytes'] / 2**20:.1f} MiB, built in {build['build_seconds']} s"),
-        ("network layers", f"{build['num_layers']} for {build['decoder_layers']} decoder layers"),
-        ("layer types", ", ".join(f"{k} {v}" for k, v in sorted(build["layer_types"].items(), key=lambda kv: -kv[1]))),
+        ("provider", f"{build.provider} {build.provider_version}"),
+        ("precision", build.precision),
+        ("attention", build.attention),
+        ("targets", ", ".join(targets) if isinstance(targets, list) else targets),
+        ("size", f"{build.engine_bytes / 2**20:.1f} MiB, built in {build.build_seconds} s"),
+        ("network layers", f"{build.num_layers} for {build.decoder_layers} decoder layers"),
+        ("layer types", ", ".join(f"{k} {v}" for k, v in sorted(build.layer_types.items(), key=lambda kv: -kv[1]))),
     ):
         table.add_row(key, value)
-    for profile in build["profiles"]:
-        ids = profile["shapes"]["input_ids"]
-        mask = profile["shapes"]["attention_mask"]
+    for profile in build.profiles:
+        ids, mask = profile["shapes"][INPUT_IDS], profile["shapes"][ATTENTION_MASK]
         table.add_row(f"profile {profile['name']}", f"input_ids {ids[0]}..{ids[2]}, attention_mask {mask[0]}..{mask[2]}")
-    for binding in build["io"][:4]:
-        table.add_row(binding["kind"], f"{binding['name']} {binding['dtype']} {binding['shape']}")
-    table.add_row("", f"... {len(build['io'])} bindings in all")
+    for kind, tensor in build.io[:4]:
+        table.add_row(kind, f"{tensor.name} {tensor.dtype} {list(tensor.shape)}")
+    table.add_row("", f"... {len(build.io)} bindings in all")
     Console().print(table)
 
 
@@ -268,19 +271,20 @@ def triton(source, repo, runtime, python_env, instances, check, force) -> None:
     click.echo(f"{repo}: every config.pbtxt parses and matches the export", err=True)
 
 
-def _report_export(out: Path, manifest: dict, quiet: bool, as_json: bool = False) -> None:
+def _report_export(out: Path, manifest, quiet: bool, as_json: bool = False) -> None:
+    """One line (or the manifest as JSON) about an export just written; `manifest` is an ExportManifest."""
     if as_json:
         import json
 
-        click.echo(json.dumps(manifest))
+        click.echo(json.dumps(manifest.to_json()))
         return
     if quiet:
         return
-    size = sum(p.stat().st_size for p in Path(out).iterdir() if p.name.startswith("model.onnx"))
+    size = sum((Path(out) / name).stat().st_size for name in manifest.files)
     click.echo(
-        f"exported {manifest['target']} {'fp8' if manifest.get('quantization') else manifest['dtype']}"
-        f"{' with a window KV cache' if manifest.get('kv_cache') == 'window' else ''} to {out} "
-        f"({size / 2**20:.1f} MiB, {manifest['export_seconds']:.1f} s)",
+        f"exported {manifest.target} {manifest.quantization_format or manifest.dtype}"
+        f"{' with a window KV cache' if manifest.kv_cache == 'window' else ''} to {out} "
+        f"({size / 2**20:.1f} MiB, {manifest.export_seconds:.1f} s)",
         err=True,
     )
 
@@ -337,7 +341,10 @@ def verify(export_dir, checkpoint, backends, report_dir, scenarios, engine_dir, 
 @click.argument("model", default=BUNDLED_NAME)
 @click.option("--prompt", required=True, help="The user message.")
 @click.option("--backend", type=click.Choice(["torch", "ort", "trt"]), default=None,
-              help="Default: trt for an engine directory, ort for an export, torch for a checkpoint.")
+              help="Default: trt for an engine directory, ort for an export, torch for a checkpoint. "
+                   "ort on a checkpoint exports it into the export cache first (reused while the weights match).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Export cache for --backend ort on a checkpoint (default $XDG_CACHE_HOME/exaone4-export).")
 @click.option("--system", default=None, help="An optional system message.")
 @click.option("--max-new-tokens", default=48, show_default=True, type=click.IntRange(1, 1 << 20))
 @click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0.0))
@@ -350,67 +357,65 @@ def verify(export_dir, checkpoint, backends, report_dir, scenarios, engine_dir, 
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (text, reasoning, content, tool calls, speed).")
 @click.option("--quiet", is_flag=True, help="Print only the generated text.")
 @reports_bad_input
-def generate(model, prompt, backend, system, max_new_tokens, temperature, top_k, top_p, seed, think, tools_file,
+def generate(model, prompt, backend, cache_dir, system, max_new_tokens, temperature, top_k, top_p, seed, think, tools_file,
              as_json, quiet) -> None:
     """Chat with MODEL (a checkpoint, an export or an engine), streaming tokens as they are made."""
     import json
 
     from .backends import open_backend
-    from .chat import ChatTokenizer
-    from .generate import Sampling, generate_tokens
-    from .response import parse_response
-    from .runners import KVCacheSession
+    from .chat import ChatTokenizer, Sampling, TextStream, conversation, parse_response
+    from .generate import generate_tokens
+    from .session import KVCacheSession
 
     tools = _read_tools(tools_file) if tools_file else None
-    loaded = open_backend(model_dir(model), backend)
-    tokenizer = ChatTokenizer.open(loaded.tokenizer_dir)
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    prompt_ids = tokenizer.encode(tokenizer.render(messages, enable_thinking=think, tools=tools))
+    notice = (lambda message: None) if quiet or as_json else (lambda message: click.echo(message, err=True))
+    loaded = open_backend(model_dir(model), backend, cache_dir=cache_dir, notice=notice)
+    chat = ChatTokenizer.open(loaded.tokenizer_dir)
+    prompt_ids = chat.prompt_ids(conversation(prompt, system), enable_thinking=think, tools=tools)
     context = loaded.config.max_position_embeddings
     if len(prompt_ids) + max_new_tokens > context:
         raise InputError("--max-new-tokens", f"prompt ({len(prompt_ids)} tokens) plus new tokens exceed the context of {context}")
-    stop = {t for t in (*loaded.config.eos_token_ids, tokenizer.token_id("[|endofturn|]")) if t is not None}
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    stream = TextStream(chat)
     with loaded.runner as runner:
         session = KVCacheSession(runner, loaded.layout)
-        start, tokens, first, shown = time.perf_counter(), [], None, ""
-        for token in generate_tokens(session, prompt_ids, max_new_tokens, stop, sampling):
+        start, first = time.perf_counter(), None
+        for token in generate_tokens(session, prompt_ids, max_new_tokens, chat.stop_ids, sampling):
             first = first or time.perf_counter()
-            if token in stop:
+            if token in chat.stop_ids:
                 break
-            tokens.append(token)
-            text = tokenizer.decode(tokens)
+            piece = stream.push(token)
             if not as_json:
-                click.echo(text[len(shown):], nl=False)
-            shown = text
+                click.echo(piece, nl=False)
         end = time.perf_counter()
+    rest = stream.flush()
+    if not as_json:
+        click.echo(rest)
+    tokens, text = stream.tokens, stream.text
     decoded = max(len(tokens) - 1, 0)
     speed = {"prefill_tokens": len(prompt_ids), "prefill_tokens_per_s": round(len(prompt_ids) / (first - start), 1),
              "decode_tokens": decoded, "decode_tokens_per_s": round(decoded / max(end - first, 1e-9), 1)}
     if as_json:
-        parsed = parse_response(shown, thinking_opened=think)
-        click.echo(json.dumps({"backend": loaded.runner.name, "text": shown, **parsed.to_dict(), "tokens": tokens, **speed}))
+        parsed = parse_response(text, thinking_opened=think)
+        click.echo(json.dumps({"backend": loaded.runner.name, "text": text, **parsed.to_dict(), "tokens": tokens, **speed}))
         return
-    click.echo()
     if not quiet:
         click.echo(f"[{loaded.runner.name}: prefill {len(prompt_ids)} tokens at {speed['prefill_tokens_per_s']:.0f} tok/s, "
                    f"decode {decoded} tokens at {speed['decode_tokens_per_s']:.0f} tok/s]", err=True)
         if tools or think:
-            parsed = parse_response(shown, thinking_opened=think)
+            parsed = parse_response(text, thinking_opened=think)
             for call in parsed.tool_calls:
                 click.echo(f"[tool call: {call['name']}({json.dumps(call['arguments'])})]", err=True)
 
 
 def _read_tools(path: Path) -> list:
-    import json
+    from .chat import read_tools
 
     try:
-        tools = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise InputError(str(path), f"is not a readable JSON file ({exc})") from None
-    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
-        raise InputError(str(path), "must hold a JSON list of tool schemas (objects)")
-    return tools
+    return read_tools(text, str(path))
 
 
 if __name__ == "__main__":

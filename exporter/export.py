@@ -15,7 +15,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import onnx_ir as ir
@@ -24,31 +24,18 @@ import torch
 from ..graphs.attention_function import OPSET, add_attention_function
 from ..graphs.lower_ort import unsupported_reason as ort_unsupported_reason
 from ..graphs.pipeline import KV_CACHES, LOGITS, TARGETS, run_pipeline
-from .checkpoint import Checkpoint, sha256_file
-from .config import load_config
+from .artifacts import ExportDir, ExportManifest, LayerRecord, TensorSpec
+from .checkpoint import Checkpoint
+from .contract import DATA_FILE, EXPORT_DTYPES, EXPORT_MANIFEST, GENAI_CONFIG, MODEL_FILE, SIDE_FILES, dtype
 from .errors import InputError
 from .genai import genai_config
-from .integrity import check_export_files
-from .jsonfile import read_json
+from .jsonfile import sha256_file
 from .output_dir import staged_directory
 from .stream import input_error_in
 from .trace import trace
 from .weights import bind_weights
 
-MANIFEST = "export.json"
-GENAI_CONFIG = "genai_config.json"
-MODEL_FILE = "model.onnx"
-DATA_FILE = "model.onnx.data"
 EXTERNAL_DATA_THRESHOLD = 1 << 30  # bytes of weights above which they go to model.onnx.data
-DTYPES = {"float32": torch.float32, "float16": torch.float16}
-COPIED_FILES = (
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-)
 
 
 @dataclass(frozen=True)
@@ -70,8 +57,8 @@ class ExportOptions:
     def validate(self) -> None:
         if self.target not in TARGETS:
             raise InputError("--target", f"{self.target!r} is not one of {', '.join(TARGETS)}")
-        if self.dtype not in DTYPES:
-            raise InputError("--dtype", f"{self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.dtype not in EXPORT_DTYPES:
+            raise InputError("--dtype", f"{self.dtype!r} is not one of {', '.join(EXPORT_DTYPES)}")
         _check_choice("--kv-cache", self.kv_cache, KV_CACHES)
         _check_choice("--logits", self.logits, LOGITS)
 
@@ -98,17 +85,17 @@ def export_checkpoint(
     out: Path,
     options: ExportOptions = ExportOptions(),
     progress: Callable[[str], None] = lambda step: None,
-) -> dict:
+) -> ExportManifest:
     """Export and return the manifest written to `out/export.json`."""
     options.validate()
     started = time.perf_counter()
     progress("reading checkpoint")
     checkpoint = Checkpoint.open(checkpoint_dir)
     _check_target(options.target, checkpoint.config.head_dim)
-    with staged_directory(Path(out), marker=MANIFEST, force=options.force) as staging:
-        dtype = DTYPES[options.dtype]
+    with staged_directory(Path(out), marker=EXPORT_MANIFEST, force=options.force) as staging:
+        torch_dtype = getattr(torch, options.dtype)
         progress("tracing with fake weights")
-        model = trace(checkpoint.config, dtype)
+        model = trace(checkpoint.config, torch_dtype)
         add_attention_function(model)
         written = []
 
@@ -116,7 +103,7 @@ def export_checkpoint(
             written.append(name)
             _advance(progress, len(written), total)
 
-        total = bind_weights(model, checkpoint, dtype, on_written=weight_written)
+        total = bind_weights(model, checkpoint, torch_dtype, on_written=weight_written)
         counts = run_pipeline(
             model, options.target, on_pass=lambda name: progress(f"pass {name}"),
             kv_cache=options.kv_cache, logits=options.logits,
@@ -126,7 +113,7 @@ def export_checkpoint(
         files = save_model(model, staging)
         copy_side_files(checkpoint.directory, staging)
         manifest = _manifest(checkpoint, options, model, counts, files, time.perf_counter() - started)
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest.write(staging)
         _write_genai_config(manifest, checkpoint.config, staging)
     return manifest
 
@@ -139,7 +126,7 @@ def lower_export(
     progress: Callable[[str], None] = lambda step: None,
     kv_cache: str | None = None,
     logits: str | None = None,
-) -> dict:
+) -> ExportManifest:
     """Lower a canonical export to another target without tracing again; returns the new manifest.
 
     The canonical export is the interchange format: tracing happens once, and each
@@ -148,38 +135,38 @@ def lower_export(
     None keep the canonical export's choice; "window" / "last" narrow a full one.
     """
     started = time.perf_counter()
-    manifest = read_manifest(canonical_dir)
-    if manifest["target"] != "canonical":
-        raise InputError(str(canonical_dir), f"is a {manifest['target']!r} export; lowering starts from a canonical one")
+    source = ExportDir.open(canonical_dir, check_files=False)
+    if source.manifest.target != "canonical":
+        raise InputError(str(canonical_dir), f"is a {source.manifest.target!r} export; lowering starts from a canonical one")
     if target not in TARGETS:
         raise InputError("--target", f"{target!r} is not one of {', '.join(TARGETS)}")
-    kv_cache = _narrowed("--kv-cache", manifest.get("kv_cache", "full"), kv_cache, KV_CACHES, canonical_dir)
-    logits = _narrowed("--logits", manifest.get("logits", "all"), logits, LOGITS, canonical_dir)
-    canonical_dir = Path(canonical_dir)
-    _check_target(target, manifest["config"]["head_dim"])
-    check_export_files(canonical_dir, manifest)
-    with staged_directory(Path(out), marker=MANIFEST, force=force) as staging:
+    kv_cache = _narrowed("--kv-cache", source.manifest.kv_cache, kv_cache, KV_CACHES, source.directory)
+    logits = _narrowed("--logits", source.manifest.logits, logits, LOGITS, source.directory)
+    _check_target(target, source.config.head_dim)
+    source = ExportDir.open(canonical_dir)  # options are fine: now pay for the hashes
+    with staged_directory(Path(out), marker=EXPORT_MANIFEST, force=force) as staging:
         progress("loading canonical graph")
-        model = ir.load(canonical_dir / MODEL_FILE)
+        model = ir.load(source.model_path)
         counts = run_pipeline(
             model, target, on_pass=lambda name: progress(f"pass {name}"), kv_cache=kv_cache, logits=logits
         )
         progress("streaming weights")
         files = save_model(model, staging)
-        copy_side_files(canonical_dir, staging)
-        manifest = dict(
-            manifest,
+        copy_side_files(source.directory, staging)
+        manifest = replace(
+            source.manifest,
             target=target,
             kv_cache=kv_cache,
             logits=logits,
-            io={"inputs": describe_io(model.graph.inputs), "outputs": describe_io(model.graph.outputs)},
+            inputs=describe_io(model.graph.inputs),
+            outputs=describe_io(model.graph.outputs),
             files=files,
-            passes={**manifest["passes"], **{f"{target}:{name}": c for name, c in counts.items()}},
-            lowered_from=str(canonical_dir.resolve()),
-            export_seconds=round(manifest["export_seconds"] + time.perf_counter() - started, 2),
+            passes={**source.manifest.passes, **{f"{target}:{name}": c for name, c in counts.items()}},
+            lowered_from=str(source.directory.resolve()),
+            export_seconds=round(source.manifest.export_seconds + time.perf_counter() - started, 2),
         )
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        _write_genai_config(manifest, load_config(canonical_dir / "config.json"), staging)
+        manifest.write(staging)
+        _write_genai_config(manifest, source.config, staging)
     return manifest
 
 
@@ -190,16 +177,15 @@ def _check_target(target: str, head_dim: int) -> None:
         raise InputError("--target", reason)
 
 
-def _write_genai_config(manifest: dict, config, directory: Path) -> None:
+def _write_genai_config(manifest: ExportManifest, config, directory: Path) -> None:
     """An ort export with the default graph options also loads in onnxruntime-genai (docs/io-contract.md).
 
     A bounded window cache gives layers caches of different lengths, which
     onnxruntime-genai's one-length-for-all cache cannot hold, so none is written then;
     nor for last-position logits, which onnxruntime-genai's generator does not expect.
     """
-    default = manifest.get("kv_cache", "full") == "full" and manifest.get("logits", "all") == "all"
-    if manifest["target"] == "ort" and default:
-        genai = genai_config(manifest, list(config.eos_token_ids), config.pad_token_id)
+    if manifest.target == "ort" and manifest.kv_cache == "full" and manifest.logits == "all":
+        genai = genai_config(config)
         (directory / GENAI_CONFIG).write_text(json.dumps(genai, indent=2) + "\n")
 
 
@@ -212,7 +198,7 @@ def _advance(progress, done: int, total: int) -> None:
 
 def copy_side_files(source: Path, destination: Path) -> None:
     """Config, generation config, tokenizer and chat template files, when present."""
-    for name in COPIED_FILES:
+    for name in SIDE_FILES:
         if (source / name).is_file():
             shutil.copyfile(source / name, destination / name)
 
@@ -233,11 +219,12 @@ def save_model(model: ir.Model, directory: Path) -> dict[str, str]:
     return {p.name: sha256_file(p) for p in (directory / MODEL_FILE, directory / DATA_FILE) if p.is_file()}
 
 
-def describe_io(values) -> list[dict]:
-    return [
-        {"name": v.name, "dtype": v.dtype.name.lower(), "shape": [d if isinstance(d, int) else str(d) for d in v.shape]}
+def describe_io(values) -> tuple[TensorSpec, ...]:
+    """Graph inputs or outputs as TensorSpecs (dtype in the contract's spelling, symbolic dims as names)."""
+    return tuple(
+        TensorSpec(v.name, dtype(v.dtype.name).name, tuple(d if isinstance(d, int) else str(d) for d in v.shape))
         for v in values
-    ]
+    )
 
 
 def _version() -> str:
@@ -264,39 +251,25 @@ def _tool_versions() -> dict[str, str]:
     }
 
 
-def _manifest(checkpoint, options, model, counts, files, seconds) -> dict:
+def _manifest(checkpoint, options, model, counts, files, seconds) -> ExportManifest:
     config = checkpoint.config
-    return {
-        "format": "exaone4-export/1",
-        "target": options.target,
-        "dtype": options.dtype,
-        "kv_cache": options.kv_cache,
-        "logits": options.logits,
-        "opset": OPSET,
-        "source": {
+    return ExportManifest(
+        target=options.target,
+        dtype=options.dtype,
+        kv_cache=options.kv_cache,
+        logits=options.logits,
+        opset=OPSET,
+        source={
             "checkpoint": str(checkpoint.directory.resolve()),
             "storage_dtype": checkpoint.dtype,
             "sha256": checkpoint.file_hashes(),
         },
-        "config": config.to_summary(),
-        "layers": [
-            {"index": i, "kind": spec.kind.value, "window": spec.window, "rope": spec.rope}
-            for i, spec in enumerate(config.layers)
-        ],
-        "io": {"inputs": describe_io(model.graph.inputs), "outputs": describe_io(model.graph.outputs)},
-        "files": files,
-        "passes": counts,
-        "tool_versions": _tool_versions(),
-        "export_seconds": round(seconds, 2),
-    }
-
-
-def read_manifest(export_dir: Path) -> dict:
-    """The manifest of an export directory; refuses directories this tool did not write."""
-    path = Path(export_dir) / MANIFEST
-    if not path.is_file():
-        raise InputError(str(export_dir), f"not an export of this tool (no {MANIFEST})")
-    manifest = read_json(path)
-    if not isinstance(manifest, dict) or manifest.get("format") != "exaone4-export/1":
-        raise InputError(str(path), "not a manifest of this tool (format is not exaone4-export/1)")
-    return manifest
+        config=config.to_summary(),
+        layers=tuple(LayerRecord(i, spec.kind.value, spec.window, spec.rope) for i, spec in enumerate(config.layers)),
+        inputs=describe_io(model.graph.inputs),
+        outputs=describe_io(model.graph.outputs),
+        files=files,
+        passes=counts,
+        tool_versions=_tool_versions(),
+        export_seconds=round(seconds, 2),
+    )

@@ -10,37 +10,39 @@ inside our graph, not in genai.
 
 from __future__ import annotations
 
+from .config import Exaone4Config
+from .contract import ATTENTION_MASK, INPUT_IDS, LOGITS, MODEL_FILE, POSITION_IDS, past_name, present_name
 
-def genai_config(manifest: dict, eos_token_ids: list[int], pad_token_id: int | None) -> dict:
-    config = manifest["config"]
-    context = config["max_position_embeddings"]
+
+def genai_config(config: Exaone4Config) -> dict:
+    context = config.max_position_embeddings
     return {
         "model": {
             "type": "llama",
-            "bos_token_id": 1,
-            "eos_token_id": eos_token_ids,
-            "pad_token_id": pad_token_id if pad_token_id is not None else 0,
-            "vocab_size": config["vocab_size"],
+            "bos_token_id": config.bos_token_id if config.bos_token_id is not None else 1,
+            "eos_token_id": list(config.eos_token_ids),
+            "pad_token_id": config.pad_token_id if config.pad_token_id is not None else 0,
+            "vocab_size": config.vocab_size,
             "context_length": context,
             "decoder": {
                 "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
-                "filename": "model.onnx",
-                "head_size": config["head_dim"],
-                "hidden_size": config["hidden_size"],
-                "num_attention_heads": config["num_heads"],
-                "num_key_value_heads": config["num_kv_heads"],
-                "num_hidden_layers": config["num_layers"],
+                "filename": MODEL_FILE,
+                "head_size": config.head_dim,
+                "hidden_size": config.hidden_size,
+                "num_attention_heads": config.num_heads,
+                "num_key_value_heads": config.num_kv_heads,
+                "num_hidden_layers": config.num_layers,
                 "inputs": {
-                    "input_ids": "input_ids",
-                    "attention_mask": "attention_mask",
-                    "position_ids": "position_ids",
-                    "past_key_names": "past_key_values.%d.key",
-                    "past_value_names": "past_key_values.%d.value",
+                    "input_ids": INPUT_IDS,
+                    "attention_mask": ATTENTION_MASK,
+                    "position_ids": POSITION_IDS,
+                    "past_key_names": past_name("%d", "key"),  # genai's printf pattern
+                    "past_value_names": past_name("%d", "value"),
                 },
                 "outputs": {
-                    "logits": "logits",
-                    "present_key_names": "present.%d.key",
-                    "present_value_names": "present.%d.value",
+                    "logits": LOGITS,
+                    "present_key_names": present_name("%d", "key"),
+                    "present_value_names": present_name("%d", "value"),
                 },
             },
         },

@@ -11,20 +11,21 @@ TensorRT engine.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import onnx_ir as ir
 
 from ..graphs.cleanup import cleanup
 from ..graphs.quantize_fp8 import E4M3_MAX, quantize_fp8
+from .artifacts import ExportDir, ExportManifest
 from .calibrate import calibrate, calibration_ids
 from .checkpoint import Checkpoint
+from .contract import EXPORT_MANIFEST
 from .errors import InputError
-from .export import MANIFEST, MODEL_FILE, copy_side_files, describe_io, read_manifest, save_model
-from .integrity import check_export_files
+from .export import copy_side_files, describe_io, save_model
 from .output_dir import staged_directory
 
 MAX_CALIBRATION_TOKENS = 2048
@@ -37,33 +38,32 @@ def quantize_export(
     calib_file: Path | None = None,
     force: bool = False,
     progress: Callable[[str], None] = lambda step: None,
-) -> dict:
+) -> ExportManifest:
+    """Write the fp8 export of `export_dir` to `out`; returns its manifest."""
     started = time.perf_counter()
-    export_dir = Path(export_dir)
-    manifest = read_manifest(export_dir)
-    if manifest.get("quantization"):
-        raise InputError(str(export_dir), "is already quantized; quantize a float export")
-    check_export_files(export_dir, manifest)
+    source = ExportDir.open(export_dir)
+    if source.manifest.quantization:
+        raise InputError(str(source.directory), "is already quantized; quantize a float export")
     checkpoint = Checkpoint.open(checkpoint_dir)
-    if checkpoint.config.to_summary() != manifest["config"]:
-        raise InputError(str(checkpoint_dir), f"its architecture differs from the one {export_dir} was exported from")
-    with staged_directory(Path(out), marker=MANIFEST, force=force) as staging:
+    source.check_architecture(checkpoint.config, checkpoint_dir)
+    with staged_directory(Path(out), marker=EXPORT_MANIFEST, force=force) as staging:
         progress("calibrating on the reference model")
-        ids, source = calibration_ids(export_dir, calib_file, MAX_CALIBRATION_TOKENS)
-        calibration = calibrate(checkpoint, ids, source)
+        ids, text_source = calibration_ids(source.directory, calib_file, MAX_CALIBRATION_TOKENS)
+        calibration = calibrate(checkpoint, ids, text_source)
         progress("inserting Q/DQ")
-        model = ir.load(export_dir / MODEL_FILE)
+        model = ir.load(source.model_path)
         counts = {"quantize_fp8": quantize_fp8(model, calibration.activation_amax, calibration.weight_amax),
                   "cleanup": cleanup(model)}
         progress("streaming weights")
         files = save_model(model, staging)
-        copy_side_files(export_dir, staging)
-        manifest = dict(
-            manifest,
-            io={"inputs": describe_io(model.graph.inputs), "outputs": describe_io(model.graph.outputs)},
+        copy_side_files(source.directory, staging)
+        manifest = replace(
+            source.manifest,
+            inputs=describe_io(model.graph.inputs),
+            outputs=describe_io(model.graph.outputs),
             files=files,
-            passes={**manifest["passes"], **{f"fp8:{name}": c for name, c in counts.items()}},
-            quantized_from=str(export_dir.resolve()),
+            passes={**source.manifest.passes, **{f"fp8:{name}": c for name, c in counts.items()}},
+            quantized_from=str(source.directory.resolve()),
             quantization={
                 "format": "fp8",
                 "scheme": "FLOAT8E4M3FN Q/DQ on every projection matmul: per-tensor activation scales, "
@@ -71,7 +71,7 @@ def quantize_export(
                 "e4m3_max": E4M3_MAX,
                 **calibration.to_dict(),
             },
-            export_seconds=round(manifest["export_seconds"] + time.perf_counter() - started, 2),
+            export_seconds=round(source.manifest.export_seconds + time.perf_counter() - started, 2),
         )
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest.write(staging)
     return manifest

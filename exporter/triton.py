@@ -20,59 +20,57 @@ import json
 import shutil
 from pathlib import Path
 
-from .engine import read_build
+from .artifacts import EngineDir, ExportDir, TensorSpec
+from .chat import SHIPPED_MODULES, ChatTokenizer
+from .contract import DATA_FILE, MODEL_FILE, SIDE_FILES, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, dtype
 from .errors import InputError
-from .export import MANIFEST, MODEL_FILE, read_manifest
-from .integrity import check_export_files
 from .jsonfile import read_json
 from .output_dir import staged_directory
 
 DECODER, GENERATE, STREAM = "exaone4_decoder", "exaone4", "exaone4_stream"
 RUNTIMES = ("python-ort", "onnxruntime", "tensorrt")
-TRITON_DTYPES = {"float32": "TYPE_FP32", "float": "TYPE_FP32", "float16": "TYPE_FP16", "half": "TYPE_FP16",
-                 "int64": "TYPE_INT64", "int32": "TYPE_INT32"}
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "config.json")
-MODELS_DIR = Path(__file__).resolve().parent / "triton_models"
+DECODER_IO = "io.json"  # the decoder's IO as the export declares it, for `triton --check`
+SPEC_FILE = "generation.json"  # what the generation models need to know of the decoder
+PACKAGE_DIR = Path(__file__).resolve().parent  # exaone4/exporter, whose SHIPPED_MODULES are copied
+MODELS_DIR = PACKAGE_DIR / "triton_models"
 GENERATION_INPUTS = [
-    ("text_input", "TYPE_STRING", False),
+    ("text_input", "TYPE_STRING", True),
+    ("messages", "TYPE_STRING", True),
     ("max_tokens", "TYPE_INT32", False),
     ("temperature", "TYPE_FP32", True),
     ("top_p", "TYPE_FP32", True),
     ("top_k", "TYPE_INT32", True),
     ("random_seed", "TYPE_UINT64", True),
     ("enable_thinking", "TYPE_BOOL", True),
+    ("tools", "TYPE_STRING", True),
 ]
+GENERATION_OUTPUTS = ["text_output", "tool_calls"]
 
 
-def _dims(shape: list) -> str:
-    return "[ " + ", ".join(str(d) if isinstance(d, int) and d >= 0 else "-1" for d in shape) + " ]"
+def _dims(tensor: TensorSpec) -> str:
+    return "[ " + ", ".join(map(str, tensor.fixed_dims)) + " ]"
 
 
-def _tensor(name: str, dtype: str, dims: str, optional: bool = False) -> str:
+def _tensor(name: str, data_type: str, dims: str, optional: bool = False) -> str:
     extra = " optional: true" if optional else ""
-    return f'  {{ name: "{name}" data_type: {dtype} dims: {dims}{extra} }}'
+    return f'  {{ name: "{name}" data_type: {data_type} dims: {dims}{extra} }}'
 
 
-def _decoder_io(source: Path) -> tuple[list[dict], list[dict], dict]:
-    """(inputs, outputs, manifest) from an export's export.json or an engine's build.json + export."""
-    if (source / "build.json").is_file():
-        build = read_build(source)  # refuses an engine changed since it was built
-        manifest = read_manifest(Path(build["export"]["directory"]))
-        io = [{"name": b["name"], "dtype": b["dtype"], "shape": b["shape"], "kind": b["kind"]} for b in build["io"]]
-        return [b for b in io if b["kind"] == "input"], [b for b in io if b["kind"] == "output"], manifest
-    manifest = read_manifest(source)
-    check_export_files(source, manifest)
-    return manifest["io"]["inputs"], manifest["io"]["outputs"], manifest
+def _decoder_io(source: ExportDir | EngineDir) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """(inputs, outputs) of the decoder: the engine's bindings, or the export's graph IO."""
+    if isinstance(source, EngineDir):
+        return source.build.tensors("input"), source.build.tensors("output")
+    return source.manifest.inputs, source.manifest.outputs
 
 
-def decoder_config(runtime: str, inputs: list[dict], outputs: list[dict], instances: int) -> str:
+def decoder_config(runtime: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], instances: int) -> str:
     backend = {"python-ort": 'backend: "python"', "onnxruntime": 'platform: "onnxruntime_onnx"',
                "tensorrt": 'platform: "tensorrt_plan"'}[runtime]
     kind = "KIND_GPU" if runtime == "tensorrt" else "KIND_CPU"
     lines = [f'name: "{DECODER}"', backend, "max_batch_size: 0", "input ["]
-    lines.append(",\n".join(_tensor(i["name"], TRITON_DTYPES[i["dtype"]], _dims(i["shape"])) for i in inputs))
+    lines.append(",\n".join(_tensor(t.name, dtype(t.dtype).triton, _dims(t)) for t in inputs))
     lines += ["]", "output ["]
-    lines.append(",\n".join(_tensor(o["name"], TRITON_DTYPES[o["dtype"]], _dims(o["shape"])) for o in outputs))
+    lines.append(",\n".join(_tensor(t.name, dtype(t.dtype).triton, _dims(t)) for t in outputs))
     lines += ["]", f"instance_group [ {{ kind: {kind} count: {instances} }} ]", ""]
     return "\n".join(lines)
 
@@ -83,7 +81,7 @@ def generation_config(name: str, decoupled: bool, instances: int) -> str:
         lines.append("model_transaction_policy { decoupled: true }")
     lines.append("input [")
     lines.append(",\n".join(_tensor(n, t, "[ 1 ]", opt) for n, t, opt in GENERATION_INPUTS))
-    lines += ["]", "output [", _tensor("text_output", "TYPE_STRING", "[ -1 ]"), "]",
+    lines += ["]", "output [", ",\n".join(_tensor(name, "TYPE_STRING", "[ -1 ]") for name in GENERATION_OUTPUTS), "]",
               f"instance_group [ {{ kind: KIND_CPU count: {instances} }} ]", ""]
     return "\n".join(lines)
 
@@ -92,7 +90,7 @@ def write_repository(source: Path, repo: Path, runtime: str | None = None, force
                      instances: int = 2, python_env: Path | None = None) -> dict:
     """Write the repository; returns a summary. `python_env` sets the Python backend's EXECUTION_ENV_PATH."""
     source = Path(source)
-    is_engine = (source / "build.json").is_file()
+    is_engine = EngineDir.exists(source)
     runtime = runtime or ("tensorrt" if is_engine else "python-ort")
     if runtime not in RUNTIMES:
         raise InputError("--runtime", f"{runtime!r} is not one of {', '.join(RUNTIMES)}")
@@ -100,68 +98,91 @@ def write_repository(source: Path, repo: Path, runtime: str | None = None, force
         raise InputError(str(source), "the tensorrt runtime needs an engine directory (exaone4-export build)")
     if runtime != "tensorrt" and is_engine:
         raise InputError(str(source), f"the {runtime} runtime needs an export directory, not an engine")
-    inputs, outputs, manifest = _decoder_io(source)
-    config = manifest["config"]
-    if not (source / "tokenizer.json").is_file() or not (source / "tokenizer_config.json").is_file():
-        raise InputError(str(source), "has no tokenizer.json / tokenizer_config.json to copy into the repository")
+    artifact = EngineDir.open(source) if is_engine else ExportDir.open(source)  # refuses changed files
+    export = artifact.source_export() if is_engine else artifact
+    inputs, outputs = _decoder_io(artifact)
+    chat = _generation_files(source)
     env_parameter = (f'parameters: {{ key: "EXECUTION_ENV_PATH", value: {{ string_value: "{Path(python_env).resolve()}" }} }}\n'
                      if python_env else "")
     with staged_directory(Path(repo), marker="README.md", force=force) as staging:
         decoder_dir = staging / DECODER / "1"
         decoder_dir.mkdir(parents=True)
         if runtime == "tensorrt":
-            shutil.copyfile(source / "model.engine", decoder_dir / "model.plan")
+            shutil.copyfile(artifact.engine_path, decoder_dir / "model.plan")
         else:
-            for name in (MODEL_FILE, "model.onnx.data"):
-                if (source / name).is_file():
-                    shutil.copyfile(source / name, decoder_dir / name)
+            for path in artifact.graph_files:
+                shutil.copyfile(path, decoder_dir / path.name)
             if runtime == "python-ort":
                 shutil.copyfile(MODELS_DIR / "decoder_ort.py", decoder_dir / "model.py")
-        (staging / DECODER / MANIFEST).write_text(json.dumps({"inputs": inputs, "outputs": outputs}, indent=2) + "\n")
+        io = {"inputs": [t.to_json() for t in inputs], "outputs": [t.to_json() for t in outputs]}
+        (staging / DECODER / DECODER_IO).write_text(json.dumps(io, indent=2) + "\n")
         decoder_text = decoder_config(runtime, inputs, outputs, 1) + (env_parameter if runtime == "python-ort" else "")
         (staging / DECODER / "config.pbtxt").write_text(decoder_text)
-        kv = next(i for i in inputs if i["name"] == "past_key_values.0.key")
+        layout = artifact.cache_layout()
         spec = {
             "decoder_model": DECODER,
-            "num_layers": config["num_layers"],
-            "num_kv_heads": config["num_kv_heads"],
-            "head_dim": config["head_dim"],
-            "kv_dtype": "float16" if TRITON_DTYPES[kv["dtype"]] == "TYPE_FP16" else "float32",
-            "max_position_embeddings": config["max_position_embeddings"],
-            "eos_token_ids": _eos_ids(source),
+            "num_layers": layout.num_layers,
+            "num_kv_heads": layout.num_kv_heads,
+            "head_dim": layout.head_dim,
+            "kv_dtype": layout.dtype.name,
+            "max_position_embeddings": export.config.max_position_embeddings,
         }
         for name, decoupled in ((GENERATE, False), (STREAM, True)):
             version = staging / name / "1"
             version.mkdir(parents=True)
             shutil.copyfile(MODELS_DIR / "generate.py", version / "model.py")
-            (version / "generation.json").write_text(json.dumps(spec, indent=2) + "\n")
-            for file in TOKENIZER_FILES:
-                if (source / file).is_file():
-                    shutil.copyfile(source / file, version / file)
+            (version / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+            for file in chat:
+                shutil.copyfile(file, version / file.name)
+            ship_chat_code(version)
             (staging / name / "config.pbtxt").write_text(generation_config(name, decoupled, instances) + env_parameter)
-        (staging / "README.md").write_text(_readme(runtime, manifest))
+        (staging / "README.md").write_text(_readme(runtime, export))
     return {"runtime": runtime, "models": [DECODER, GENERATE, STREAM], "repo": str(repo)}
 
 
-def _eos_ids(source: Path) -> list[int]:
-    for name in ("generation_config.json", "config.json"):
-        path = source / name
-        if path.is_file():
-            value = read_json(path).get("eos_token_id")
-            if value is not None:
-                return value if isinstance(value, list) else [value]
-    return []
+def _generation_files(source: Path) -> list[Path]:
+    """The side files the generation models read, after checking they make a working chat path.
+
+    Opening the chat tokenizer here refuses what would otherwise fail only when the
+    server loads the model: no template, special tokens missing from the vocabulary,
+    a malformed eos_token_id, no stop token.
+    """
+    for required in (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE):
+        if not (source / required).is_file():
+            raise InputError(str(source), f"has no {required} to copy into the repository")
+    _check_chat(source)
+    return [source / name for name in SIDE_FILES if (source / name).is_file()]
 
 
-def _readme(runtime: str, manifest: dict) -> str:
+def _check_chat(directory: Path) -> ChatTokenizer:
+    chat = ChatTokenizer.open(directory)
+    if chat.template is None:
+        raise InputError(str(directory), "has no chat template (chat_template.jinja, or chat_template in tokenizer_config.json)")
+    return chat
+
+
+def ship_chat_code(version: Path) -> None:
+    """Copy the chat path (exaone4.exporter's SHIPPED_MODULES) beside a generation model's model.py."""
+    package = version / "exaone4" / "exporter"
+    package.mkdir(parents=True)
+    (version / "exaone4" / "__init__.py").write_text('"""exaone4-export modules shipped for the Triton generation models."""\n')
+    for name in SHIPPED_MODULES:
+        path = PACKAGE_DIR / name
+        if path.is_dir():
+            shutil.copytree(path, package / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copyfile(path, package / name)
+
+
+def _readme(runtime: str, export: ExportDir) -> str:
     return f"""# EXAONE 4 on Triton Inference Server
 
-Written by exaone4-export from a {manifest['target']} {manifest['dtype']} export; decoder runtime: {runtime}.
+Written by exaone4-export from a {export.manifest.target} {export.manifest.dtype} export; decoder runtime: {runtime}.
 
 | model | what |
 |---|---|
 | `{DECODER}` | the decoder; IO as in the export contract (input_ids, attention_mask, position_ids, past_key_values.* -> logits, present.*) |
-| `{GENERATE}` | text in, text out: chat template, tokenization, greedy or sampled decoding with the KV cache (BLS to `{DECODER}`) |
+| `{GENERATE}` | text (or a JSON conversation) in, text and tool calls out: chat template, tokenization, greedy or sampled decoding with the KV cache (BLS to `{DECODER}`); runs exaone4-export's own chat code, shipped in `1/exaone4/` |
 | `{STREAM}` | the same, decoupled: one response per generated token (gRPC streaming, or HTTP `generate_stream`) |
 
 Start the server:
@@ -169,7 +190,8 @@ Start the server:
     tritonserver --model-repository=$PWD
 
 Ask it (inputs as in the TensorRT-LLM ensemble: text_input, max_tokens, optional temperature, top_p,
-top_k, random_seed, enable_thinking):
+top_k, random_seed, enable_thinking; or messages, a JSON list of chat turns, instead of text_input;
+tools, a JSON list of tool schemas, whose calls come back in tool_calls):
 
     curl -s localhost:8000/v2/models/{GENERATE}/generate -d '{{"text_input": "Hello", "max_tokens": 32}}'
 
@@ -206,18 +228,35 @@ def check_repository(repo: Path) -> list[str]:
         if required not in configs:
             problems.append(f"{repo}: model {required!r} missing")
     if DECODER in configs:
-        problems += _check_decoder_io(configs[DECODER], repo / DECODER / MANIFEST)
+        problems += _check_decoder_io(configs[DECODER], repo / DECODER / DECODER_IO)
     for name in (GENERATE, STREAM):
         if name in configs:
-            have = {i.name: model_config_pb2.DataType.Name(i.data_type) for i in configs[name].input}
-            for tensor, dtype, _ in GENERATION_INPUTS:
-                if have.get(tensor) != dtype:
-                    problems.append(f"{repo / name / 'config.pbtxt'}: input {tensor!r} should be {dtype}, is {have.get(tensor)}")
-            if [o.name for o in configs[name].output] != ["text_output"]:
-                problems.append(f"{repo / name / 'config.pbtxt'}: output should be text_output")
-            decoupled = configs[name].model_transaction_policy.decoupled
-            if decoupled != (name == STREAM):
-                problems.append(f"{repo / name / 'config.pbtxt'}: decoupled should be {name == STREAM}")
+            problems += _check_generation_model(configs[name], repo / name)
+    return problems
+
+
+def _check_generation_model(config, model_dir: Path) -> list[str]:
+    """The config's IO and transaction policy, and a chat path that will load: template, tokenizer, stop tokens."""
+    from tritonclient.grpc import model_config_pb2
+
+    problems = []
+    where = model_dir / "config.pbtxt"
+    have = {i.name: model_config_pb2.DataType.Name(i.data_type) for i in config.input}
+    for tensor, data_type, _ in GENERATION_INPUTS:
+        if have.get(tensor) != data_type:
+            problems.append(f"{where}: input {tensor!r} should be {data_type}, is {have.get(tensor)}")
+    if [o.name for o in config.output] != GENERATION_OUTPUTS:
+        problems.append(f"{where}: outputs should be {', '.join(GENERATION_OUTPUTS)}")
+    if config.model_transaction_policy.decoupled != (model_dir.name == STREAM):
+        problems.append(f"{where}: decoupled should be {model_dir.name == STREAM}")
+    for version in sorted(p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()):
+        for needed in ("model.py", SPEC_FILE, "exaone4/exporter/chat/__init__.py"):
+            if not (version / needed).is_file():
+                problems.append(f"{version / needed}: missing")
+        try:
+            _check_chat(version)
+        except InputError as exc:
+            problems.append(str(exc))
     return problems
 
 
@@ -230,11 +269,12 @@ def _check_decoder_io(config, manifest_path: Path) -> list[str]:
     problems = []
     for kind, tensors in (("input", config.input), ("output", config.output)):
         have = {t.name: (model_config_pb2.DataType.Name(t.data_type), list(t.dims)) for t in tensors}
-        for io in expected[f"{kind}s"]:
-            want = (TRITON_DTYPES[io["dtype"]], [d if isinstance(d, int) and d >= 0 else -1 for d in io["shape"]])
-            if have.get(io["name"]) != want:
-                problems.append(f"{DECODER} {kind} {io['name']!r}: config has {have.get(io['name'])}, export has {want}")
-        extra = set(have) - {io["name"] for io in expected[f"{kind}s"]}
+        specs = [TensorSpec.from_json(raw, f"{manifest_path}: {kind}s") for raw in expected.get(f"{kind}s", [])]
+        for spec in specs:
+            want = (dtype(spec.dtype).triton, spec.fixed_dims)
+            if have.get(spec.name) != want:
+                problems.append(f"{DECODER} {kind} {spec.name!r}: config has {have.get(spec.name)}, export has {want}")
+        extra = set(have) - {spec.name for spec in specs}
         if extra:
             problems.append(f"{DECODER}: {kind}s {sorted(extra)} are not in the export")
     return problems

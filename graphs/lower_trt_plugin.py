@@ -2,7 +2,7 @@
 
 TensorRT's ONNX parser imports a node it does not know through a registered
 plugin creator whose name is the node's op type. This pass renames each custom
-attention node to `Exaone4Attention` (plugins/attention.py registers that
+attention node to `Exaone4Attention` (exporter/trt/plugin.py registers that
 creator) and keeps its inputs, outputs and attributes, which are the plugin's
 fields. The plugin computes exactly the custom op's contract (docs/custom-op.md):
 RoPE, cache append and windowed, masked attention in one layer.

@@ -8,7 +8,7 @@ counts, which the export manifest records.
     ort        lower to com.microsoft.GroupQueryAttention (fastest on onnxruntime)
     standard   lower to opset-23 Attention / RotaryEmbedding (any ONNX runtime)
     trt        lower to what TensorRT's parser maps to native attention / rotary layers
-    trt-plugin keep one node per layer for our TensorRT IPluginV3 (plugins/attention.py)
+    trt-plugin keep one node per layer for our TensorRT IPluginV3 (exporter/trt/plugin.py)
 
 Two options add a pass before the lowering, so every target inherits them:
 `kv_cache="window"` runs `bound_window_cache` (a bounded sliding-window cache),

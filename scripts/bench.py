@@ -143,7 +143,8 @@ def _repetition(name: str, backend, layout, ids, args):
 
 def engine_section(checkpoint_dir: Path, work: Path) -> dict:
     """fp16 and fp8 TensorRT build times (export, quantize and build each timed)."""
-    from exaone4.exporter.engine import BuildOptions, build_engine, load_tensorrt
+    from exaone4.exporter.trt.build import BuildOptions, build_engine
+    from exaone4.exporter.trt.provider import load_tensorrt
     from exaone4.exporter.quantize import quantize_export
 
     try:
@@ -163,7 +164,7 @@ def engine_section(checkpoint_dir: Path, work: Path) -> dict:
         start = time.perf_counter()
         build = build_engine(work / f"trt-{precision}", work / f"engine-{precision}", BuildOptions(precision=precision, **options))
         timings[f"build_{precision}_s"] = time.perf_counter() - start
-        timings[f"engine_{precision}_bytes"] = build["engine_bytes"]
+        timings[f"engine_{precision}_bytes"] = build.engine_bytes
     return timings
 
 

@@ -22,23 +22,23 @@ STEP = PEAK_RSS + """
 import json, sys, time
 import numpy as np, onnxruntime as ort
 export, context = sys.argv[1], int(sys.argv[2])
-manifest = json.load(open(export + "/export.json"))
+from exaone4.exporter.artifacts import ExportDir
+from exaone4.exporter.contract import past_names, present_name
+exported = ExportDir.open(export, check_files=False)  # torch-free: the RSS measured is onnxruntime's
+manifest, config = exported.manifest, exported.config
 options = ort.SessionOptions(); options.log_severity_level = 3
-session = ort.InferenceSession(export + "/model.onnx", options, providers=["CPUExecutionProvider"])
+session = ort.InferenceSession(str(exported.model_path), options, providers=["CPUExecutionProvider"])
 rss_loaded = peak_rss_kb()
-windowed = manifest.get("kv_cache") == "window"
-dtype = np.float16 if manifest["dtype"] == "float16" else np.float32
+caps = manifest.window_past_caps()
 feeds = {"input_ids": np.array([[7]]), "attention_mask": np.ones((1, context), np.int64),
          "position_ids": np.array([[context - 1]])}
-for layer in manifest["layers"]:
-    length = min(context - 1, layer["window"] - 1) if windowed and layer["window"] else context - 1
-    shape = (1, manifest["config"]["num_kv_heads"], length, manifest["config"]["head_dim"])
-    for kind in ("key", "value"):
-        feeds[f"past_key_values.{layer['index']}.{kind}"] = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+for name in past_names(config.num_layers):
+    shape = (1, config.num_kv_heads, min(context - 1, caps.get(name, context - 1)), config.head_dim)
+    feeds[name] = np.random.default_rng(0).standard_normal(shape).astype(manifest.dtype)
 start = time.perf_counter()
 outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 seconds = time.perf_counter() - start
-per_layer = {layer["kind"]: int(outputs[f"present.{layer['index']}.key"].nbytes * 2) for layer in manifest["layers"]}
+per_layer = {layer.kind: int(outputs[present_name(layer.index, "key")].nbytes * 2) for layer in manifest.layers}
 print(json.dumps({"kv_bytes": sum(v.nbytes for k, v in outputs.items() if k.startswith("present.")),
                   "kv_bytes_per_layer": per_layer, "step_s": seconds, "rss_loaded_kb": rss_loaded,
                   "peak_rss_kb": peak_rss_kb()}))

@@ -20,7 +20,7 @@ for precision in fp16 fp8; do
   $cli verify "$out/trt-$precision" --checkpoint bundled:tiny --backend trt --backend ort --engine "$out/engine-$precision" \
     --report "$out/report-$precision" --force --quiet || echo "parity failed for $precision (see $out/report-$precision)"
 done
-# the attention plugin (plugins/attention.py): same parity scenarios through its engine
+# the attention plugin (exporter/trt/plugin.py): same parity scenarios through its engine
 $cli build "$out/canonical-fp16" --precision fp16 --attention plugin -o "$out/engine-plugin" --compute-capability "$cc" --force --quiet
 $cli verify "$out/canonical-fp16" --checkpoint bundled:tiny --backend trt --engine "$out/engine-plugin" \
   --report "$out/report-plugin" --force --quiet || echo "parity failed for the plugin engine (see $out/report-plugin)"
@@ -29,8 +29,8 @@ import json, sys, time
 from pathlib import Path
 import numpy as np
 from exaone4.exporter.config import load_config
-from exaone4.exporter.runners import CacheLayout, KVCacheSession
-from exaone4.exporter.trt_runner import TrtRunner
+from exaone4.exporter.session import CacheLayout, KVCacheSession
+from exaone4.exporter.trt.runner import TrtRunner
 out = Path(sys.argv[1]); results = {}
 config = load_config(out / "trt-fp16" / "config.json")
 for precision in ("fp16", "fp8"):

@@ -158,3 +158,22 @@ def tiny_exports(tmp_path_factory):
         dirs[target] = root / target
         lower_export(dirs["canonical"], dirs[target], target)
     return dirs
+
+
+@pytest.fixture(scope="session")
+def lg_bundled(tmp_path_factory):
+    """The bundled model laid out as LG publishes EXAONE 4.0 (tests/lg_layout.py)."""
+    from lg_layout import lg_from_bundled
+
+    return lg_from_bundled(tmp_path_factory.mktemp("lg") / "bundled")
+
+
+@pytest.fixture(scope="session")
+def lg_bundled_exports(lg_bundled, tmp_path_factory):
+    """The LG-layout bundled model exported once per session: {"canonical": dir, "ort": dir}."""
+    from exaone4.exporter.export import ExportOptions, export_checkpoint, lower_export
+
+    root = tmp_path_factory.mktemp("lg-exports")
+    export_checkpoint(lg_bundled, root / "canonical", ExportOptions(target="canonical"))
+    lower_export(root / "canonical", root / "ort", "ort")
+    return {"canonical": root / "canonical", "ort": root / "ort"}

@@ -115,9 +115,22 @@ def test_export_lower_and_generate_agree_across_backends(tmp_path):
 
 
 @pytest.mark.hardening("CLI", tried="generate --backend ort on a checkpoint", expect="exit 2, one line")
-def test_ort_backend_needs_an_export():
-    result = run("generate", "bundled:tiny", "--backend", "ort", "--prompt", "hi")
-    assert result.exit_code == 2 and "the ort backend runs an export" in result.output
+def test_ort_backend_on_a_checkpoint_exports_into_the_cache_once(tmp_path):
+    """`generate CHECKPOINT --backend ort` exports into the cache, says where, and reuses it while the weights match."""
+    ask = ["generate", "bundled:tiny", "--backend", "ort", "--prompt", "Show me def dumps", "--max-new-tokens", "12",
+           "--cache-dir", str(tmp_path / "cache")]
+    first = CliRunner().invoke(main, ask)
+    assert first.exit_code == 0, first.output
+    assert f"into the cache: {tmp_path / 'cache' / 'exports'}" in first.stderr
+    [entry] = (tmp_path / "cache" / "exports").iterdir()
+    again = CliRunner().invoke(main, ask)
+    assert again.exit_code == 0 and f"using the cached ort export {entry}" in again.stderr
+    assert again.stdout == first.stdout  # the same greedy text from the reused export
+    torch_text = CliRunner().invoke(main, ask[:3] + ["torch"] + ask[4:-2])
+    assert torch_text.stdout == first.stdout
+    (entry / "model.onnx").write_bytes(b"corrupt")  # a damaged entry is exported again, not used
+    repaired = CliRunner().invoke(main, ask)
+    assert repaired.exit_code == 0 and "is unusable" in repaired.stderr and repaired.stdout == first.stdout
 
 
 def test_json_progress_and_result(tmp_path):

@@ -14,7 +14,7 @@ from exaone4.exporter.cli import main
 from exaone4.exporter.errors import InputError
 from exaone4.exporter.generate import Sampling, generate_tokens
 from exaone4.exporter.load import load_reference_model
-from exaone4.exporter.response import parse_response
+from exaone4.exporter.chat import parse_response
 from exaone4.exporter.runners import CacheLayout, KVCacheSession, OrtRunner, TorchRunner
 from exaone4.exporter.tiny import TINY_DIR
 
@@ -87,4 +87,4 @@ def test_generate_json_with_tools_on_an_export(tiny_exports, tmp_path):
     assert {"text", "content", "reasoning", "tool_calls", "decode_tokens_per_s"} <= set(answer)
     tools.write_text("{not json")
     bad = CliRunner().invoke(main, ["generate", str(tiny_exports["ort"]), "--prompt", "x", "--tools", str(tools)])
-    assert bad.exit_code == 2 and "is not a readable JSON file" in bad.output
+    assert bad.exit_code == 2 and "tools.json: is not valid JSON" in bad.output

@@ -297,7 +297,7 @@ def _manifest_files(export, files):
 
 @pytest.mark.hardening("exports", tried="model.onnx.data changed after export", expect=REFUSED)
 def test_changed_external_data_is_refused(export_copy, tmp_path):
-    from exaone4.exporter.checkpoint import sha256_file
+    from exaone4.exporter.jsonfile import sha256_file
 
     (export_copy / "model.onnx.data").write_bytes(b"weights as exported")
     _manifest_files(export_copy, {"model.onnx": sha256_file(export_copy / "model.onnx"),

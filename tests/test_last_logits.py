@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from exaone4.exporter.checkpoint import Checkpoint
 from exaone4.exporter.cli import main
-from exaone4.exporter.export import lower_export, read_manifest
+from exaone4.exporter.artifacts import ExportDir
+from exaone4.exporter.export import lower_export
 from exaone4.exporter.load import load_reference_model
 from exaone4.exporter.runners import CacheLayout, KVCacheSession, OrtRunner, TorchRunner
 from exaone4.exporter.tiny import TINY_DIR
@@ -47,9 +48,9 @@ def test_last_position_logits_match_the_reference(last_exports, target):
 
 
 def test_graph_manifest_and_refusals(last_exports, tmp_path):
-    manifest = read_manifest(last_exports / "ort")
-    assert manifest["logits"] == "last" and manifest["passes"]["ort:last_logits"] == {"sliced": 1}
-    assert {io["name"]: io["shape"] for io in manifest["io"]["outputs"]}["logits"] == ["batch", 1, 2048]
+    manifest = ExportDir.open(last_exports / "ort").manifest
+    assert manifest.logits == "last" and manifest.passes["ort:last_logits"] == {"sliced": 1}
+    assert {io.name: io.shape for io in manifest.outputs}["logits"] == ("batch", 1, 2048)
     graph = onnx.load(last_exports / "ort" / "model.onnx", load_external_data=False).graph
     assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim][1:] == [1, 2048]
     assert not (last_exports / "ort" / "genai_config.json").exists()

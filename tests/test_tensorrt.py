@@ -66,7 +66,7 @@ def test_engines_build_on_cpu_with_profiles_and_bindings(trt_exports, tmp_path, 
     assert build["compute_capabilities"] == (["SM80", "SM86", "SM89"] if precision == "fp16" else ["SM89"])
     names = [b["name"] for b in build["io"]]
     assert names == [io["name"] for io in manifest["io"]["inputs"]] + [io["name"] for io in manifest["io"]["outputs"]]
-    assert {b["name"]: b["dtype"] for b in build["io"]}["logits"] == "float"
+    assert {b["name"]: b["dtype"] for b in build["io"]}["logits"] == "float32"  # one dtype spelling in every record
     prefill, decode = build["profiles"]
     assert prefill["shapes"]["past_key_values.0.key"][2] == [2, 2, 0, 32]  # past is empty when prefilling
     assert prefill["shapes"]["input_ids"][2] == [2, 512]

@@ -1,4 +1,4 @@
-"""The TensorRT attention plugin's math (plugins/attention.py) against the custom op's ONNX reference body.
+"""The TensorRT attention plugin's math (exporter/trt/plugin.py) against the custom op's ONNX reference body.
 
 On a GPU the plugin's `enqueue` runs exactly `attention_math` on TensorRT's buffers;
 here the same function runs on CPU tensors and is compared with onnxruntime
@@ -17,7 +17,7 @@ import torch
 from onnx import TensorProto, helper
 
 from exaone4.graphs.attention_function import DOMAIN, INPUTS, OP_TYPE, OPSET, OUTPUTS, attention_function
-from exaone4.plugins.attention import attention_math
+from exaone4.exporter.trt.plugin import attention_math
 
 HEADS, KV, D, MAX_POS = 4, 2, 8, 64
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
-from exaone4.exporter.checkpoint import sha256_file
+from exaone4.exporter.jsonfile import sha256_file
 from exaone4.exporter.cli import main
 
 FAST = ["--scenario", "prefill", "--scenario", "prefill_decode"]
@@ -59,7 +59,7 @@ def corrupt_layer(export_dir, destination, layer: int, factor: float = 1.5):
         raise AssertionError(f"{name} not in the graph")
     onnx.save(model, str(destination / "model.onnx"))
     # record the new hash, as a buggy pass writing a wrong export would: verify refuses a file
-    # changed after export (exporter/integrity.py), and this test is about a wrong export's numbers
+    # changed after export (exporter/artifacts.py), and this test is about a wrong export's numbers
     manifest = json.loads((destination / "export.json").read_text())
     manifest["files"]["model.onnx"] = sha256_file(destination / "model.onnx")
     (destination / "export.json").write_text(json.dumps(manifest))

@@ -11,11 +11,12 @@ from click.testing import CliRunner
 
 from exaone4.exporter.checkpoint import Checkpoint
 from exaone4.exporter.cli import main
-from exaone4.exporter.engine import profiles, window_past_caps
+from exaone4.exporter.artifacts import ExportDir
 from exaone4.exporter.errors import InputError
-from exaone4.exporter.export import ExportOptions, export_checkpoint, lower_export, read_manifest
+from exaone4.exporter.export import ExportOptions, export_checkpoint, lower_export
 from exaone4.exporter.load import load_reference_model
 from exaone4.exporter.runners import CacheLayout, KVCacheSession, OrtRunner, TorchRunner
+from exaone4.exporter.trt.profiles import profiles
 from exaone4.exporter.tiny import TINY_DIR
 
 from conftest import ARCHITECTURES, hf_config, random_hf_model, save_hf_checkpoint
@@ -61,9 +62,9 @@ def test_window_cache_matches_the_reference_far_past_the_window(window_exports, 
     got, session = run_long_decode(OrtRunner(window_exports / target), layout, ids, mask, steps)
     worst = max(float(np.abs(e - g).max()) for e, g in zip(expected, got))
     assert worst < 1e-4, f"window cache drifts from the reference: max abs logit error {worst:.3g}"
-    for layer in read_manifest(window_exports / target)["layers"]:
-        length = session.past[f"past_key_values.{layer['index']}.key"].shape[2]
-        assert length == (layer["window"] - 1 if layer["window"] else 40 + steps), layer
+    for layer in ExportDir.open(window_exports / target).manifest.layers:
+        length = session.past[f"past_key_values.{layer.index}.key"].shape[2]
+        assert length == (layer.window - 1 if layer.window else 40 + steps), layer
 
 
 def test_window_cache_is_smaller_and_global_layers_keep_everything(window_exports, tiny_exports, tiny_reference):
@@ -104,9 +105,9 @@ def test_window_export_of_random_hybrids_matches_the_reference(tmp_path, name):
 
 
 def test_manifest_io_and_side_files(window_exports, tiny_exports):
-    manifest = read_manifest(window_exports / "ort")
-    assert manifest["kv_cache"] == "window" and manifest["passes"]["ort:window_cache"] == {"bounded_layers": 6}
-    shapes = {io["name"]: io["shape"] for io in manifest["io"]["inputs"] + manifest["io"]["outputs"]}
+    manifest = ExportDir.open(window_exports / "ort").manifest
+    assert manifest.kv_cache == "window" and manifest.passes["ort:window_cache"] == {"bounded_layers": 6}
+    shapes = {io.name: list(io.shape) for io in manifest.inputs + manifest.outputs}
     assert shapes["past_key_values.0.key"][2] == "past_window_sequence"
     assert shapes["past_key_values.3.key"][2] == "past_sequence"
     assert shapes["present.0.value"][2] == "window_sequence"
@@ -116,7 +117,7 @@ def test_manifest_io_and_side_files(window_exports, tiny_exports):
 
 def test_lowering_keeps_or_refuses_the_cache_kind(window_exports, tmp_path):
     lower_export(window_exports / "canonical", tmp_path / "kept", "standard")
-    assert read_manifest(tmp_path / "kept")["kv_cache"] == "window"
+    assert ExportDir.open(tmp_path / "kept").manifest.kv_cache == "window"
     with pytest.raises(InputError, match="exported with --kv-cache window; export again for full"):
         lower_export(window_exports / "canonical", tmp_path / "full", "ort", kv_cache="full")
     assert not (tmp_path / "full").exists()
@@ -125,11 +126,11 @@ def test_lowering_keeps_or_refuses_the_cache_kind(window_exports, tmp_path):
 
 
 def test_engine_profiles_bound_the_sliding_pasts(window_exports, tiny_exports):
-    manifest = read_manifest(window_exports / "ort")
-    caps = window_past_caps(manifest)
+    manifest = ExportDir.open(window_exports / "ort").manifest
+    caps = manifest.window_past_caps()
     assert caps == {f"past_key_values.{i}.{kind}": 15 for i in (0, 1, 2, 4, 5, 6) for kind in ("key", "value")}
-    inputs = [(io["name"], (1, 2, -1, 32)) for io in manifest["io"]["inputs"] if io["name"].startswith("past")]
+    inputs = [(io.name, (1, 2, -1, 32)) for io in manifest.inputs if io.name.startswith("past")]
     decode = profiles(inputs, max_batch=2, max_prefill=64, max_context=512, past_caps=caps)[1]["shapes"]
     assert decode["past_key_values.0.key"][2] == [2, 2, 15, 32]
     assert decode["past_key_values.3.key"][2] == [2, 2, 511, 32]
-    assert window_past_caps(read_manifest(tiny_exports["ort"])) == {}
+    assert ExportDir.open(tiny_exports["ort"]).manifest.window_past_caps() == {}

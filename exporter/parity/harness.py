@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..runners import CacheLayout, KVCacheSession, Runner
+from ..contract import KV_KINDS, CacheLayout, hidden_state_name, present_name
+from ..runners import KVCacheSession, Runner
 from .metrics import greedy_match_length, logits_metrics, tensor_errors
 from .scenarios import Scenario
 from .tolerances import Tolerance
@@ -85,7 +86,7 @@ def compare(reference: Trace, got: Trace, num_layers: int, tolerance: Tolerance)
     rows = reference.step_masks[0]
     hidden = []
     for i in range(num_layers):
-        name = f"hidden_states.{i}"
+        name = hidden_state_name(i)
         if name in got.prefill_outputs and name in reference.prefill_outputs:
             hidden.append({"layer": i, **tensor_errors(reference.prefill_outputs[name][rows], got.prefill_outputs[name][rows])})
     failures = _failures(steps, kv, tolerance)
@@ -103,8 +104,8 @@ def compare(reference: Trace, got: Trace, num_layers: int, tolerance: Tolerance)
 
 def _kv_layer(reference: Trace, got: Trace, layer: int) -> dict:
     row = {"layer": layer}
-    for kind in ("key", "value"):
-        name = f"present.{layer}.{kind}"
+    for kind in KV_KINDS:
+        name = present_name(layer, kind)
         slots = _common_slots(reference.prefill_outputs, got.prefill_outputs, name)
         prefill = tensor_errors(_masked_kv(reference.prefill_outputs, reference.prefill_mask, name, slots),
                                 _masked_kv(got.prefill_outputs, reference.prefill_mask, name, slots))
@@ -131,10 +132,10 @@ def _failures(steps: list[dict], kv: list[dict], tol: Tolerance) -> list[str]:
     if top1 < tol.top1:  # over all positions: one decode step of 2 rows says little on its own
         failures.append(f"top-1 agreement < {tol.top1:g}: {top1:.4g} over {sum(s['positions'] for s in steps)} positions")
     for row in kv:
-        for kind in ("key", "value"):
+        for kind in KV_KINDS:
             worst = max(row[kind]["prefill_max_rel"], row[kind]["final_max_rel"])
             if worst > tol.kv_rel:
-                failures.append(f"present.{row['layer']}.{kind} max rel error {worst:.6g} > {tol.kv_rel:g}")
+                failures.append(f"{present_name(row['layer'], kind)} max rel error {worst:.6g} > {tol.kv_rel:g}")
     return failures
 
 

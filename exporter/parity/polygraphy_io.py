@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contract import HIDDEN_STATES
 from ..runners import Runner
 
 RUNNER_NAME = "exaone4-reference"
@@ -39,7 +40,7 @@ class RecordingRunner(Runner):
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.runner.infer(feeds)
         if self.recording:
-            contract = {k: v for k, v in outputs.items() if not k.startswith("hidden_states.")}
+            contract = {k: v for k, v in outputs.items() if not k.startswith(HIDDEN_STATES)}
             self.records.append(({k: np.array(v) for k, v in feeds.items()}, contract))
         return outputs
 

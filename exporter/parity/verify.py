@@ -17,14 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
+from ..artifacts import ExportDir
 from ..checkpoint import Checkpoint
+from ..contract import CacheLayout
 from ..errors import InputError
-from ..export import read_manifest
-from ..integrity import check_export_files
 from ..load import load_reference_model
-from ..runners import CacheLayout, OrtRunner, Runner, TorchRunner, TransformersRunner
+from ..runners import OrtRunner, Runner, TorchRunner, TransformersRunner
 from .harness import compare, run_scenario
 from .polygraphy_io import RecordingRunner, save_polygraphy
 from .scenarios import build_scenarios
@@ -44,12 +43,12 @@ class VerifyOptions:
 
 
 def _open_backend(
-    name: str, export_dir: Path, checkpoint: Checkpoint, dtype, engine_dir: Path | None
+    name: str, export: ExportDir, checkpoint: Checkpoint, engine_dir: Path | None
 ) -> tuple[Runner | None, CacheLayout | None, str | None]:
     """(runner, cache layout, None) or (None, None, why it is skipped)."""
     config = checkpoint.config
     if name == "ort":
-        return OrtRunner(export_dir, hidden_states=True), CacheLayout.of(config, dtype), None
+        return OrtRunner(export.model_path, hidden_states=True), export.cache_layout(), None
     if name == "transformers":
         try:
             import transformers  # noqa: F401
@@ -57,14 +56,17 @@ def _open_backend(
             return None, None, "transformers is not installed (pip install 'exaone4-export[test]')"
         return TransformersRunner(checkpoint.directory), CacheLayout.of(config), None
     if name == "trt":
-        from ..trt_runner import TrtRunner, unavailable_reason
+        from ..trt.provider import gpu_unavailable_reason
 
         if engine_dir is None:
             return None, None, "no engine given (--engine ENGINE_DIR)"
-        reason = unavailable_reason()
+        reason = gpu_unavailable_reason()
         if reason:
             return None, None, reason
-        return TrtRunner(engine_dir), CacheLayout.of(config, np.float16), None
+        from ..trt.runner import TrtRunner
+
+        runner = TrtRunner(engine_dir)
+        return runner, runner.artifact.cache_layout(), None
     raise InputError("--backend", f"{name!r} is not one of {', '.join(BACKENDS)}")
 
 
@@ -76,15 +78,12 @@ def verify_export(
 ) -> dict:
     """Run every scenario on every backend; returns the report dictionary (docs/parity-report.md)."""
     started = time.perf_counter()
-    export_dir = Path(export_dir)
-    manifest = read_manifest(export_dir)
-    check_export_files(export_dir, manifest)
+    export = ExportDir.open(export_dir)
+    manifest = export.manifest
     checkpoint = Checkpoint.open(checkpoint_dir)
-    if checkpoint.config.to_summary() != manifest["config"]:
-        raise InputError(str(checkpoint_dir), f"its architecture differs from the one {export_dir} was exported from")
-    precision = precision_of(manifest["dtype"], manifest.get("quantization", {}).get("format"))
+    export.check_architecture(checkpoint.config, checkpoint_dir)
+    precision = precision_of(manifest.dtype, manifest.quantization_format)
     tolerance = TOLERANCES[precision]
-    dtype = np.float16 if manifest["dtype"] == "float16" else np.float32
     scenarios = build_scenarios(checkpoint.config, options.seed, options.max_context)
     if options.scenarios:
         unknown = set(options.scenarios) - {s.name for s in scenarios}
@@ -97,7 +96,7 @@ def verify_export(
     reference_layout = CacheLayout.of(checkpoint.config)
     backends, skipped = {}, {}
     for name in options.backends:
-        runner, layout, why = _open_backend(name, export_dir, checkpoint, dtype, options.engine_dir)
+        runner, layout, why = _open_backend(name, export, checkpoint, options.engine_dir)
         if runner is None:
             skipped[name] = why
         else:
@@ -134,9 +133,8 @@ def verify_export(
     return {
         "format": "exaone4-parity/1",
         "passed": passed,
-        "export": {"directory": str(export_dir.resolve()), "target": manifest["target"], "dtype": manifest["dtype"],
-                   "kv_cache": manifest.get("kv_cache", "full"), "logits": manifest.get("logits", "all"),
-                   "files": manifest.get("files", {})},
+        "export": {"directory": str(export.directory.resolve()), "target": manifest.target, "dtype": manifest.dtype,
+                   "kv_cache": manifest.kv_cache, "logits": manifest.logits, "files": manifest.files},
         "checkpoint": str(checkpoint.directory.resolve()),
         "precision": precision,
         "tolerance": tolerance.to_dict(),

@@ -1,153 +1,156 @@
 """Triton Python-backend model: EXAONE 4 text generation over the `exaone4_decoder` model (BLS).
 
-Inputs (named as in the TensorRT-LLM Triton ensemble): text_input (string),
-max_tokens (int32), optional temperature, top_p (fp32), top_k (int32),
-random_seed (uint64), enable_thinking (bool). Output: text_output (string).
+Inputs (named as in the TensorRT-LLM Triton ensemble): text_input (string) or
+messages (a JSON list of chat messages), max_tokens (int32), optional temperature,
+top_p (fp32), top_k (int32), random_seed (uint64), enable_thinking (bool), tools
+(a JSON list of tool schemas). Outputs: text_output (string) and tool_calls (a JSON
+list of the `<tool_call>`s in the answer).
 
-The user text is wrapped in the checkpoint's chat template (rendered in Jinja's
-immutable sandbox), tokenized, and generated token by token against the decoder
-model with the KV cache carried between calls; greedy unless a temperature is
-given. Generation stops at EOS / [|endofturn|] or max_tokens. In decoupled mode
-(`exaone4_stream`) every token's text is sent as soon as it is made. Written by
-`exaone4-export triton`; needs numpy, tokenizers and jinja2.
+This file is glue: the chat template, tokenizer, stop tokens, sampling, the
+generation loop and the response parser are the project's own modules
+(exaone4.exporter.chat, .generate, .session), copied beside this file by
+`exaone4-export triton`; the decoder is reached through a Runner whose `infer`
+is a BLS call. In decoupled mode (`exaone4_stream`) every piece of text is sent
+as soon as it is visible, and the tool calls in a last response.
 """
 
 import json
 import os
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-from tokenizers import Tokenizer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shipped exaone4 package wins
+
+from exaone4.exporter.chat import (  # noqa: E402
+    ChatTokenizer,
+    Sampling,
+    TextStream,
+    conversation,
+    parse_response,
+    read_messages,
+    read_tools,
+)
+from exaone4.exporter.contract import LOGITS, CacheLayout, present_for  # noqa: E402
+from exaone4.exporter.errors import InputError  # noqa: E402
+from exaone4.exporter.generate import generate_tokens  # noqa: E402
+from exaone4.exporter.session import KVCacheSession, Runner  # noqa: E402
+
+SPEC_FILE = "generation.json"
 
 
-def _tojson(value, indent=None, ensure_ascii=False):
-    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii)
+class BlsRunner(Runner):
+    """The decoder model as a Runner: each `infer` is one BLS request."""
+
+    name = "triton-bls"
+
+    def __init__(self, model_name: str, output_names: list[str]) -> None:
+        self.model_name, self.output_names = model_name, output_names
+
+    def infer(self, feeds):
+        request = pb_utils.InferenceRequest(model_name=self.model_name, requested_output_names=self.output_names,
+                                            inputs=[pb_utils.Tensor(name, value) for name, value in feeds.items()])
+        response = request.exec()
+        if response.has_error():
+            raise RuntimeError(f"{self.model_name}: {response.error().message()}")
+        return {tensor.name(): tensor.as_numpy() for tensor in response.output_tensors()}
 
 
 class TritonPythonModel:
     def initialize(self, args):
         here = os.path.join(args["model_repository"], args["model_version"])
-        with open(os.path.join(here, "generation.json")) as f:
-            self.spec = json.load(f)
-        with open(os.path.join(here, "tokenizer_config.json")) as f:
-            tokenizer_config = json.load(f)
-        self.tokenizer = Tokenizer.from_file(os.path.join(here, "tokenizer.json"))
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.filters["tojson"] = _tojson
-        self.template = env.from_string(tokenizer_config["chat_template"])
-        self.special = {k: (v["content"] if isinstance(v, dict) else v) for k, v in tokenizer_config.items()
-                        if k in ("bos_token", "eos_token", "pad_token", "unk_token") and v}
-        end_of_turn = self.tokenizer.token_to_id("[|endofturn|]")
-        self.stop_ids = set(self.spec["eos_token_ids"]) | ({end_of_turn} if end_of_turn is not None else set())
+        with open(os.path.join(here, SPEC_FILE)) as f:
+            spec = json.load(f)
+        self.chat = ChatTokenizer.open(here)  # an InputError here names the file: the model fails to load
+        self.layout = CacheLayout(spec["num_layers"], spec["num_kv_heads"], spec["head_dim"], np.dtype(spec["kv_dtype"]))
+        self.context = spec["max_position_embeddings"]
+        outputs = [LOGITS, *[present_for(name) for name in self.layout.empty(1)]]
+        self.runner = BlsRunner(spec["decoder_model"], outputs)
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(json.loads(args["model_config"]))
-
-    # ------------------------------------------------------------------ requests
 
     def execute(self, requests):
         if self.decoupled:
             for request in requests:
-                sender = request.get_response_sender()
-                try:
-                    for piece in self._generate(request):
-                        sender.send(pb_utils.InferenceResponse(output_tensors=[self._text(piece)]))
-                    sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-                except Exception as exc:
-                    sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))),
-                                flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+                self._stream(request)
             return None
-        responses = []
-        for request in requests:
-            try:
-                responses.append(pb_utils.InferenceResponse(output_tensors=[self._text("".join(self._generate(request)))]))
-            except Exception as exc:
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
-        return responses
+        return [self._respond(request) for request in requests]
 
-    @staticmethod
-    def _text(text):
-        return pb_utils.Tensor("text_output", np.array([text.encode("utf-8")], dtype=np.object_))
+    def _respond(self, request):
+        try:
+            pieces, tools_given = self._generate(request)
+            text = "".join(pieces)
+            return pb_utils.InferenceResponse(output_tensors=[_string("text_output", text), self._tool_calls(text, tools_given)])
+        except Exception as exc:  # this request fails alone; the model keeps serving
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
 
-    @staticmethod
-    def _scalar(request, name, default):
-        tensor = pb_utils.get_input_tensor_by_name(request, name)
-        return default if tensor is None else tensor.as_numpy().reshape(-1)[0]
+    def _stream(self, request):
+        sender = request.get_response_sender()
+        try:
+            pieces, tools_given = self._generate(request)
+            text = ""
+            for piece in pieces:
+                text += piece
+                sender.send(pb_utils.InferenceResponse(output_tensors=[_string("text_output", piece)]))
+            if tools_given:
+                sender.send(pb_utils.InferenceResponse(output_tensors=[self._tool_calls(text, True)]))
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        except Exception as exc:
+            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))),
+                        flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
 
-    # ------------------------------------------------------------------ generation
+    def _tool_calls(self, text, tools_given):
+        calls = parse_response(text).tool_calls if tools_given else []
+        return _string("tool_calls", json.dumps(calls, ensure_ascii=False))
 
-    def _prompt_ids(self, request):
-        raw = self._scalar(request, "text_input", b"")
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-        if not text.strip():
-            raise ValueError("text_input is empty")
-        thinking = bool(self._scalar(request, "enable_thinking", False))
-        prompt = self.template.render(messages=[{"role": "user", "content": text}], add_generation_prompt=True,
-                                      enable_thinking=thinking, **self.special)
-        return self.tokenizer.encode(prompt, add_special_tokens=False).ids
+    # ------------------------------------------------------------------ one request
+
+    def prompt(self, request):
+        """(prompt ids, whether tools were offered) from the request's inputs."""
+        text = _text(request, "text_input")
+        messages = _text(request, "messages")
+        if bool(text and text.strip()) == bool(messages):
+            raise InputError("text_input", "is empty" if not messages else "give text_input or messages, not both")
+        messages = read_messages(messages, "messages") if messages else conversation(text)
+        tools_text = _text(request, "tools")
+        tools = read_tools(tools_text, "tools") if tools_text else None
+        thinking = bool(_scalar(request, "enable_thinking", False))
+        return self.chat.prompt_ids(messages, enable_thinking=thinking, tools=tools), bool(tools)
 
     def _generate(self, request):
-        """Yield the text of each new token (detokenized incrementally)."""
-        prompt = self._prompt_ids(request)
-        max_tokens = int(self._scalar(request, "max_tokens", 64))
-        context = self.spec["max_position_embeddings"]
+        """(a generator of text pieces, whether tools were offered); request errors raise before any text."""
+        prompt, tools_given = self.prompt(request)
+        max_tokens = int(_scalar(request, "max_tokens", 64))
         if max_tokens < 1:
-            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
-        if len(prompt) + max_tokens > context:
-            raise ValueError(f"prompt of {len(prompt)} tokens plus max_tokens {max_tokens} exceeds the context of {context}")
-        temperature = float(self._scalar(request, "temperature", 0.0))
-        top_k = int(self._scalar(request, "top_k", 0))
-        top_p = float(self._scalar(request, "top_p", 1.0))
-        rng = np.random.default_rng(int(self._scalar(request, "random_seed", 0)))
+            raise InputError("max_tokens", f"must be at least 1, got {max_tokens}")
+        if len(prompt) + max_tokens > self.context:
+            raise InputError("max_tokens", f"prompt of {len(prompt)} tokens plus max_tokens {max_tokens} exceeds the context of {self.context}")
+        sampling = Sampling(temperature=float(_scalar(request, "temperature", 0.0)), top_k=int(_scalar(request, "top_k", 0)),
+                            top_p=float(_scalar(request, "top_p", 1.0)), seed=int(_scalar(request, "random_seed", 0)))
+        return self._pieces(prompt, max_tokens, sampling), tools_given
 
-        past = {name: np.zeros(shape, dtype=self.spec["kv_dtype"]) for name, shape in self._empty_past().items()}
-        ids = np.array([prompt], dtype=np.int64)
-        mask = np.ones_like(ids)
-        positions = np.arange(len(prompt), dtype=np.int64)[None]
-        tokens, shown = [], ""
-        for _ in range(max_tokens):
-            logits, past = self._step(ids, mask, positions, past)
-            token = self._choose(logits[0, -1], temperature, top_k, top_p, rng)
-            if token in self.stop_ids:
-                return
-            tokens.append(token)
-            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            if len(text) > len(shown):
-                yield text[len(shown):]
-                shown = text
-            ids = np.array([[token]], dtype=np.int64)
-            positions = positions[:, -1:] + 1
-            mask = np.concatenate((mask, np.ones((1, 1), np.int64)), axis=1)
+    def _pieces(self, prompt, max_tokens, sampling):
+        stream = TextStream(self.chat)
+        for token in generate_tokens(KVCacheSession(self.runner, self.layout), prompt, max_tokens, self.chat.stop_ids, sampling):
+            if token in self.chat.stop_ids:
+                break
+            piece = stream.push(token)
+            if piece:
+                yield piece
+        rest = stream.flush()
+        if rest:
+            yield rest
 
-    def _empty_past(self):
-        shape = (1, self.spec["num_kv_heads"], 0, self.spec["head_dim"])
-        return {f"past_key_values.{i}.{kind}": shape for i in range(self.spec["num_layers"]) for kind in ("key", "value")}
 
-    def _step(self, ids, mask, positions, past):
-        inputs = [pb_utils.Tensor("input_ids", ids), pb_utils.Tensor("attention_mask", mask),
-                  pb_utils.Tensor("position_ids", positions)] + [pb_utils.Tensor(n, v) for n, v in past.items()]
-        presents = [n.replace("past_key_values.", "present.") for n in past]
-        response = pb_utils.InferenceRequest(
-            model_name=self.spec["decoder_model"], requested_output_names=["logits", *presents], inputs=inputs
-        ).exec()
-        if response.has_error():
-            raise RuntimeError(f"decoder: {response.error().message()}")
-        out = {t.name(): t.as_numpy() for t in response.output_tensors()}
-        return out["logits"], {n: out[n.replace("past_key_values.", "present.")] for n in past}
+def _scalar(request, name, default):
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return default if tensor is None else tensor.as_numpy().reshape(-1)[0]
 
-    @staticmethod
-    def _choose(logits, temperature, top_k, top_p, rng):
-        if temperature <= 0:
-            return int(np.argmax(logits))
-        logits = logits.astype(np.float64) / temperature
-        if top_k > 0:
-            kth = np.sort(logits)[-min(top_k, logits.size)]
-            logits = np.where(logits < kth, -np.inf, logits)
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
-        if top_p < 1.0:
-            order = np.argsort(-probs)
-            cumulative = np.cumsum(probs[order])
-            drop = order[(cumulative - probs[order]) >= top_p]
-            probs[drop] = 0.0
-            probs /= probs.sum()
-        return int(rng.choice(probs.size, p=probs))
+
+def _text(request, name):
+    value = _scalar(request, name, None)
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _string(name, text):
+    return pb_utils.Tensor(name, np.array([text.encode("utf-8")], dtype=np.object_))

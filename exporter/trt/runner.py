@@ -2,11 +2,11 @@
 
 Inputs are copied to the GPU as torch tensors, outputs are allocated there with
 the shapes the execution context reports, and everything comes back as numpy.
-A call with an empty past uses the prefill profile (0), any other the decode
-profile (1) (exporter/engine.py); a chunk on top of a past fits neither.
+A call with an empty past uses the prefill profile, any other the decode profile
+(profiles.py); a chunk on top of a past fits neither.
 
-`unavailable_reason()` says why the runner cannot run here (no GPU, no
-runtime), which `verify` reports as the reason the `trt` backend was skipped.
+`gpu_unavailable_reason()` (provider.py) says why the runner cannot run here,
+which `verify` reports as the reason the `trt` backend was skipped.
 """
 
 from __future__ import annotations
@@ -15,49 +15,33 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import ENGINE_FILE, load_tensorrt, read_build, register_attention_plugin
-from .errors import InputError
-from .runners import Runner
-
-TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT64": "int64", "INT32": "int32", "BOOL": "bool"}
-
-
-def torch_dtype(trt_dtype):
-    """The torch dtype of a TensorRT DataType (tensor bindings and plugin buffers alike)."""
-    import torch
-
-    return getattr(torch, TORCH_DTYPES[str(trt_dtype).split(".")[-1]])
-
-
-def unavailable_reason() -> str | None:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return "torch is not installed"
-    if not torch.cuda.is_available():
-        return "no CUDA GPU on this machine (TensorRT engines run on NVIDIA GPUs only)"
-    return None
+from ..artifacts import EngineDir
+from ..contract import past_name
+from ..errors import InputError
+from ..runners import Runner
+from .plugin import register
+from .profiles import DECODE, PREFILL
+from .provider import gpu_unavailable_reason, load_tensorrt, torch_dtype
 
 
 class TrtRunner(Runner):
     name = "trt"
 
     def __init__(self, engine_dir: Path) -> None:
-        self.engine_dir = Path(engine_dir)
-        self.build = read_build(self.engine_dir)
+        self.artifact = EngineDir.open(engine_dir)
         self.context = None
 
     def open(self) -> None:
-        reason = unavailable_reason()
+        reason = gpu_unavailable_reason()
         if reason:
             raise InputError("--backend trt", reason)
         trt, _ = load_tensorrt()
         logger = trt.Logger(trt.Logger.ERROR)
-        if self.build.get("options", {}).get("attention") == "plugin":  # the engine names the plugin; its code lives here
-            register_attention_plugin(trt)
-        self.engine = trt.Runtime(logger).deserialize_cuda_engine((self.engine_dir / ENGINE_FILE).read_bytes())
+        if self.artifact.build.attention == "plugin":  # the engine names the plugin; its code lives here
+            register(trt)
+        self.engine = trt.Runtime(logger).deserialize_cuda_engine(self.artifact.engine_path.read_bytes())
         if self.engine is None:
-            raise InputError(str(self.engine_dir), "TensorRT could not deserialize the engine on this GPU")
+            raise InputError(str(self.artifact.directory), "TensorRT could not deserialize the engine on this GPU")
         self.context = self.engine.create_execution_context()
         self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.trt = trt
@@ -71,7 +55,7 @@ class TrtRunner(Runner):
         if self.context is None:
             self.open()
         stream = torch.cuda.current_stream()
-        profile = 0 if feeds["past_key_values.0.key"].shape[2] == 0 else 1
+        profile = PREFILL if feeds[past_name(0, "key")].shape[2] == 0 else DECODE
         self.context.set_optimization_profile_async(profile, stream.cuda_stream)
         keep = []
         for name in self.names:

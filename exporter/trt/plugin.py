@@ -28,9 +28,9 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from ..exporter.config import LayerKind, LayerSpec
-from ..exporter.model import AttentionCore
-from ..exporter.trt_runner import torch_dtype
+from ..config import LayerKind, LayerSpec
+from ..model import AttentionCore
+from .provider import torch_dtype
 
 NAME = "Exaone4Attention"
 VERSION = "1"

@@ -1,0 +1,152 @@
+"""Names every artifact of this tool agrees on, defined once: files, IO tensors, dtypes, formats.
+
+An export directory, an engine directory, a Triton repository and the runners all
+speak in these names; nothing else spells them. The module imports nothing from the
+project (graph passes may use it too) and nothing heavier than numpy.
+docs/architecture.md#io-contract says what the tensors mean; docs/io-contract.md
+holds their shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .config import Exaone4Config
+
+# ----------------------------------------------------------------------------- files
+
+EXPORT_MANIFEST = "export.json"  # an export directory's manifest (exporter/artifacts.py: ExportDir)
+BUILD_MANIFEST = "build.json"  # an engine directory's build record (exporter/artifacts.py: EngineDir)
+MODEL_FILE = "model.onnx"
+DATA_FILE = "model.onnx.data"  # external weights, when they exceed one protobuf
+ENGINE_FILE = "model.engine"
+GENAI_CONFIG = "genai_config.json"  # onnxruntime-genai's description of an ort export
+
+CONFIG_FILE = "config.json"
+GENERATION_CONFIG_FILE = "generation_config.json"
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+SPECIAL_TOKENS_FILE = "special_tokens_map.json"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"  # where LG's checkpoints keep the template
+# What travels with the model from a checkpoint into an export, an engine and a Triton repository.
+SIDE_FILES = (
+    CONFIG_FILE,
+    GENERATION_CONFIG_FILE,
+    TOKENIZER_FILE,
+    TOKENIZER_CONFIG_FILE,
+    SPECIAL_TOKENS_FILE,
+    CHAT_TEMPLATE_FILE,
+)
+
+EXPORT_FORMAT = "exaone4-export/1"
+ENGINE_FORMAT = "exaone4-engine/1"
+
+# ----------------------------------------------------------------------------- IO names
+
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+POSITION_IDS = "position_ids"
+LOGITS = "logits"
+KV_KINDS = ("key", "value")
+
+
+def past_name(layer: int, kind: str) -> str:
+    """`past_key_values.{layer}.{kind}`: a layer's cached keys or values fed in."""
+    return f"past_key_values.{layer}.{kind}"
+
+
+def present_name(layer: int, kind: str) -> str:
+    """`present.{layer}.{kind}`: the cache returned, past plus this call's positions."""
+    return f"present.{layer}.{kind}"
+
+
+HIDDEN_STATES = "hidden_states."
+
+
+def hidden_state_name(layer: int) -> str:
+    """`hidden_states.{layer}`: a decoder layer's output (what the harness compares per layer)."""
+    return f"{HIDDEN_STATES}{layer}"
+
+
+def past_names(num_layers: int) -> list[str]:
+    return [past_name(i, kind) for i in range(num_layers) for kind in KV_KINDS]
+
+
+def present_names(num_layers: int) -> list[str]:
+    return [present_name(i, kind) for i in range(num_layers) for kind in KV_KINDS]
+
+
+def present_for(past: str) -> str:
+    """The present output that continues a past input."""
+    return past.replace("past_key_values.", "present.", 1)
+
+
+@dataclass(frozen=True)
+class CacheLayout:
+    """What a KV cache looks like for one model: [B, kv_heads, length, head_dim] per layer."""
+
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    dtype: np.dtype
+
+    @classmethod
+    def of(cls, config: Exaone4Config, dtype=np.float32) -> CacheLayout:
+        return cls(config.num_layers, config.num_kv_heads, config.head_dim, np.dtype(dtype))
+
+    def empty(self, batch: int) -> dict[str, np.ndarray]:
+        """An empty past for `batch` rows: every layer's keys and values with length 0."""
+        shape = (batch, self.num_kv_heads, 0, self.head_dim)
+        return {name: np.zeros(shape, self.dtype) for name in past_names(self.num_layers)}
+
+
+# ----------------------------------------------------------------------------- dtypes
+
+
+@dataclass(frozen=True)
+class DType:
+    """One element type under every spelling the tool meets.
+
+    `name` is the only spelling written into manifests and build records; it is also
+    numpy's and torch's attribute name, so `np.dtype(name)` and `getattr(torch, name)`
+    work wherever those libraries are at hand.
+    """
+
+    name: str
+    onnx: str  # onnx_ir.DataType member name
+    triton: str  # Triton model-config data type
+    tensorrt: str  # tensorrt.DataType member name
+
+
+DTYPES = {
+    d.name: d
+    for d in (
+        DType("float32", "FLOAT", "TYPE_FP32", "FLOAT"),
+        DType("float16", "FLOAT16", "TYPE_FP16", "HALF"),
+        DType("bfloat16", "BFLOAT16", "TYPE_BF16", "BF16"),
+        DType("int64", "INT64", "TYPE_INT64", "INT64"),
+        DType("int32", "INT32", "TYPE_INT32", "INT32"),
+        DType("bool", "BOOL", "TYPE_BOOL", "BOOL"),
+    )
+}
+# Spellings found in artifacts written before the vocabulary was fixed (onnx_ir's lower-cased
+# "float", TensorRT's "half"); read, never written.
+LEGACY_DTYPE_NAMES = {"float": "float32", "half": "float16"}
+# The float dtypes an export's weights and activations may be in (--dtype).
+EXPORT_DTYPES = ("float32", "float16")
+
+
+def dtype(spelling: str) -> DType:
+    """The DType of any known spelling: ours, ONNX's, Triton's, TensorRT's or a legacy manifest's."""
+    key = str(spelling).split(".")[-1]
+    lowered = LEGACY_DTYPE_NAMES.get(key.lower(), key.lower())
+    if lowered in DTYPES:
+        return DTYPES[lowered]
+    for entry in DTYPES.values():
+        if key in (entry.onnx, entry.triton, entry.tensorrt):
+            return entry
+    raise KeyError(f"unknown dtype {spelling!r}")
