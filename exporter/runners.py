@@ -1,6 +1,6 @@
 """One interface for every backend: `Runner.infer(feeds) -> outputs`, used as a context manager.
 
-Feeds and outputs are numpy arrays named by the IO contract (ARCHITECTURE.md):
+Feeds and outputs are numpy arrays named by the IO contract (docs/architecture.md#io-contract):
 input_ids, attention_mask, position_ids, past_key_values.{i}.key/.value in;
 logits, present.{i}.key/.value out. `KVCacheSession` drives any runner through
 prefill and decode steps, keeping the cache and the left-padded attention mask.

@@ -8,7 +8,7 @@ weights. `torch.export` captures it with dynamic batch / sequence / past dims,
 keep the parameter names (`model.layers.0.mlp.up_proj.weight`, ...) and hold fake
 data; `exporter/weights.py` then binds them to the checkpoint's tensors.
 
-Graph inputs and outputs are renamed to the IO contract (ARCHITECTURE.md):
+Graph inputs and outputs are renamed to the IO contract (docs/architecture.md#io-contract):
 input_ids, attention_mask, position_ids, past_key_values.{i}.key/.value ->
 logits, present.{i}.key/.value.
 """
