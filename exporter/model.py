@@ -1,7 +1,7 @@
 """Reference EXAONE 4 in plain PyTorch, read top to bottom.
 
 This is the model every export, engine and runtime is checked against. It follows
-the EXAONE 4 architecture exactly (see ARCHITECTURE.md, "EXAONE 4 traps"):
+the EXAONE 4 architecture exactly (docs/architecture.md#exaone-4-traps):
 
 - no input norm in a decoder layer: h = x + post_attn_norm(attn(x)),
   y = h + post_ffn_norm(mlp(h)); RMSNorm computes in fp32;
@@ -13,7 +13,7 @@ the EXAONE 4 architecture exactly (see ARCHITECTURE.md, "EXAONE 4 traps"):
 
 The KV cache is explicit: `forward` takes past keys/values per layer, shaped
 [batch, kv_heads, past, head_dim], and returns the presents with `past + seq`
-positions (the IO contract in ARCHITECTURE.md). Parameter names match the Hugging
+positions (docs/architecture.md#io-contract). Parameter names match the Hugging
 Face checkpoint names, so weights load without a name map.
 
 The part of attention that backends implement differently (rotary embedding,

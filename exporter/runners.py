@@ -1,9 +1,10 @@
 """The runners of this process: the reference model, transformers, onnxruntime.
 
 Each implements `Runner.infer(feeds) -> outputs` (exporter/session.py) with numpy
-arrays named by the IO contract (exporter/contract.py): input_ids, attention_mask,
-position_ids, past_key_values.{i}.key/.value in; logits, present.{i}.key/.value
-out. The TensorRT runner lives with the rest of TensorRT (exporter/trt/runner.py).
+arrays named by the IO contract (docs/architecture.md#io-contract, names in
+exporter/contract.py): input_ids, attention_mask, position_ids,
+past_key_values.{i}.key/.value in; logits, present.{i}.key/.value out. The TensorRT
+runner lives with the rest of TensorRT (exporter/trt/runner.py).
 
     with OrtRunner(export_dir) as runner:
         session = KVCacheSession(runner, layout)

@@ -8,13 +8,15 @@ weights. `torch.export` captures it with dynamic batch / sequence / past dims,
 keep the parameter names (`model.layers.0.mlp.up_proj.weight`, ...) and hold fake
 data; `exporter/weights.py` then binds them to the checkpoint's tensors.
 
-Graph inputs and outputs are renamed to the IO contract (ARCHITECTURE.md):
+Graph inputs and outputs are renamed to the IO contract (docs/architecture.md#io-contract):
 input_ids, attention_mask, position_ids, past_key_values.{i}.key/.value ->
 logits, present.{i}.key/.value.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 
 import onnx_ir as ir
@@ -26,6 +28,13 @@ from .attention_op import use_custom_attention
 from .linear_swap import use_pretransposed_linears
 from .config import Exaone4Config
 from .model import Exaone4ForCausalLM
+
+# torch.onnx.export builds its op registry from onnxscript's torchlib, which also lists
+# torchvision ops (nms, roi_align, roi_pool, deform_conv2d). torchvision is not a dependency,
+# so on every export this logger warns "torchvision is not installed. Skipping torchvision::nms"
+# once per op. It is `logging`, not `warnings`, so catch_warnings does not reach it.
+_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
+_TORCHVISION_SKIP = "torchvision is not installed. Skipping "
 
 # Symbolic dimension names of the IO contract.
 BATCH, SEQUENCE, PAST, TOTAL = "batch", "sequence", "past_sequence", "past_sequence + sequence"
@@ -76,13 +85,31 @@ def trace(config: Exaone4Config, dtype: torch.dtype) -> ir.Model:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.export.export(flat, args, dynamic_shapes=dynamic, strict=False)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _without_torchvision_skips():
         warnings.simplefilter("ignore")
         onnx_program = torch.onnx.export(program, (), dynamo=True, opset_version=OPSET, optimize=False, verbose=False)
     model_ir = onnx_program.model
     _rename_io(model_ir, config.num_layers)
     _name_layer_outputs(model_ir, config.num_layers)
     return model_ir
+
+
+class _DropTorchvisionSkips(logging.Filter):
+    """Drops exactly torch.onnx's "torchvision is not installed. Skipping ..." records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_TORCHVISION_SKIP)
+
+
+@contextlib.contextmanager
+def _without_torchvision_skips():
+    """While the block runs, the registry logger drops its torchvision notices and nothing else."""
+    logger, drop = logging.getLogger(_REGISTRY_LOGGER), _DropTorchvisionSkips()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def hidden_state_name(layer: int) -> str:

@@ -17,7 +17,7 @@ from reliability import (  # noqa: F401
     pytest_sessionfinish,
 )
 
-# Small architectures that together cover the EXAONE 4 traps (ARCHITECTURE.md).
+# Small architectures that together cover the EXAONE 4 traps (docs/architecture.md#exaone-4-traps).
 HYBRID = dict(sliding_window=4, layer_types=["sliding_attention"] * 3 + ["full_attention"])
 ARCHITECTURES = {
     # 3:1 hybrid, small window, GQA, untied, plain RoPE on sliding layers only.

@@ -143,3 +143,35 @@ def test_json_progress_and_result(tmp_path):
     assert steps[:2] == ["reading checkpoint", "tracing with fake weights"] and "streaming weights" in steps
     progress = [e for e in events if e["event"] == "progress"]
     assert progress[-1]["done"] == progress[-1]["total"] == 90  # 8 layers x 11 + embedding + final norm (lm_head tied)
+
+
+def test_quiet_export_prints_no_torchvision_notices(tmp_path):
+    """torch.onnx logs "torchvision is not installed. Skipping torchvision::nms" (and three more)
+    each time it builds its op registry; torchvision is not a dependency, so `export --quiet` must
+    not pass that on. A real subprocess: the notices go through `logging` to stderr."""
+    checkpoint = write_random_checkpoint(tmp_path / "ckpt")
+    result = subprocess.run(
+        [sys.executable, "-m", "exaone4.exporter.cli", "export", str(checkpoint), "-o", str(tmp_path / "out"), "--quiet"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "torchvision" not in result.stderr, result.stderr
+
+
+def test_torchvision_filter_drops_only_those_notices_and_only_inside(caplog):
+    """The filter is scoped and narrow: other records of torch.onnx's registry logger still pass,
+    and once the block ends the torchvision notice passes again."""
+    import logging
+
+    from exaone4.exporter.trace import _REGISTRY_LOGGER, _without_torchvision_skips
+
+    logger = logging.getLogger(_REGISTRY_LOGGER)
+    with caplog.at_level(logging.WARNING, logger=_REGISTRY_LOGGER):
+        with _without_torchvision_skips():
+            logger.warning("torchvision is not installed. Skipping %s", "torchvision::nms")
+            logger.warning("'%s' does not have a 'default' overload.", "aten::x")
+        logger.warning("torchvision is not installed. Skipping %s", "torchvision::roi_align")
+    assert [r.getMessage() for r in caplog.records] == [
+        "'aten::x' does not have a 'default' overload.",
+        "torchvision is not installed. Skipping torchvision::roi_align",
+    ]
