@@ -21,6 +21,7 @@ import torch
 
 from .contract import (
     ATTENTION_MASK,
+    CONFIG_FILE,
     HIDDEN_STATES,
     INPUT_IDS,
     KV_KINDS,
@@ -32,7 +33,9 @@ from .contract import (
     past_name,
     present_name,
 )
+from .config import parse_config
 from .errors import InputError
+from .jsonfile import read_json
 from .session import KVCacheSession, Runner
 
 __all__ = ["CacheLayout", "KVCacheSession", "OrtRunner", "Runner", "TorchRunner", "TransformersRunner"]
@@ -145,8 +148,21 @@ class TransformersRunner(Runner):
 
         transformers.utils.logging.disable_progress_bar()
         self.model = transformers.AutoModelForCausalLM.from_pretrained(
-            self.checkpoint_dir, dtype=torch.float32, attn_implementation="eager"
+            self.checkpoint_dir, config=self._config(transformers), dtype=torch.float32, attn_implementation="eager"
         ).eval()
+
+    def _config(self, transformers):
+        """transformers' config, with `layer_types` spelled out from our parse when config.json has none.
+
+        transformers cannot expand a string `sliding_window_pattern` ("LLLG", as LG writes
+        the 32B's) nor a null window without `layer_types` (EXAONE 4 trap 3): it would
+        raise inside `from_pretrained`. Our parser's layer kinds are the ones exported.
+        """
+        raw = read_json(self.checkpoint_dir / CONFIG_FILE)
+        if "layer_types" not in raw:
+            raw["layer_types"] = [kind.value for kind in parse_config(raw).layer_kinds]
+        raw.pop("auto_map", None)  # never code from a checkpoint
+        return transformers.Exaone4Config(**raw)
 
     def close(self) -> None:
         self.model = None

@@ -242,3 +242,24 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(server):
     with pytest.raises(Exception, match="(?i)data type|datatype|INT32"):
         client.infer("exaone4", [wrong_text, _inputs(http, "hi", 8)[1]])
     assert _text(client.infer("exaone4", _inputs(http, PROMPTS[0], 16))) == reference_text(PROMPTS[0], 16)
+
+
+def test_a_random_model_in_the_12b_layout_is_served_at_parity_with_transformers(tmp_path):
+    """LG's 1.2B layout (all global, null window, tied, llama3 RoPE; random weights) through export, triton and the real server."""
+    from lg_layout import lg_random
+
+    triton = ensure_triton()
+    if triton is None:
+        pytest.skip("the Triton server could not be unpacked (scripts/setup_triton.sh needs the nvidia-pytriton wheel)")
+    checkpoint = lg_random(tmp_path / "ckpt", "1.2b")
+    for args in (["export", checkpoint, "-o", tmp_path / "ort", "--target", "ort", "--quiet"],
+                 ["triton", tmp_path / "ort", "--repo", tmp_path / "repo", "--python-env", triton / "env"]):
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+    with triton_server(tmp_path / "repo", tmp_path / "tritonserver.log") as urls:
+        client = grpc.InferenceServerClient(urls[1])
+        for thinking in (False, True):
+            messages = [{"role": "user", "content": PROMPTS[1]}]
+            expected = transformers_text(checkpoint, messages, 24, thinking)
+            assert _text(client.infer("exaone4", _messages_inputs(grpc, messages, 24, thinking))) == expected
+            assert len(expected) > 10
