@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make demo   set up .venv if needed, then run the main job on the bundled tiny model
 #               (inspect, export, lower, chat through onnxruntime, write a Triton repository)
-#   make test   set up .venv if needed, then run the test suite
+#   make test   set up .venv if needed, then lint (ruff) and run the test suite
 # Both install the pinned dependencies (constraints.txt) into a fresh virtual environment.
 
 VENV ?= .venv
@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/exaone4-export
 OUT ?= out
 
-.PHONY: demo test parity reliability venv clean
+.PHONY: demo test lint parity reliability venv clean
 
 venv: $(VENV)/.installed
 
@@ -35,7 +35,11 @@ demo: venv
 .triton/env/.complete: scripts/setup_triton.sh
 	scripts/setup_triton.sh .triton $(PY)
 
-test: venv .triton/env/.complete
+# ruff (configured in pyproject.toml) first: a style slip fails fast, before minutes of tests.
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: lint .triton/env/.complete
 	$(PY) -m pytest -q
 
 # docs/reliability.md, generated from the hardening cases of the suite (tests marked `hardening`).

@@ -276,7 +276,8 @@ def _rope(fields: _Fields, source: str) -> RopeConfig:
         where = f"{source}: rope_scaling"
     theta = _positive_number(params.get("rope_theta", fields.raw.get("rope_theta", 10000.0)))
     if theta is None:
-        raise InputError(f"{source}: rope_theta", f"must be a positive finite number, got {_short(params.get('rope_theta', fields.raw.get('rope_theta')))}")
+        given = params.get("rope_theta", fields.raw.get("rope_theta"))
+        raise InputError(f"{source}: rope_theta", f"must be a positive finite number, got {_short(given)}")
     kind = params.get("rope_type", params.get("type", "default"))
     if not isinstance(kind, str) or kind not in SUPPORTED_ROPE_TYPES:
         raise InputError(

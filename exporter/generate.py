@@ -24,9 +24,10 @@ def generate_tokens(
     prompt_ids: list[int],
     max_new_tokens: int,
     stop_ids: set[int] | frozenset[int] = frozenset(),
-    sampling: Sampling = Sampling(),
+    sampling: Sampling | None = None,
 ) -> Iterator[int]:
-    """Yield new token ids one at a time; stops after a stop id (yielded) or max_new_tokens."""
+    """Yield new token ids one at a time; stops after a stop id (yielded) or max_new_tokens. Greedy by default."""
+    sampling = sampling or Sampling()
     rng = sampling.generator()
     logits = session.prefill(np.array([prompt_ids], dtype=np.int64))
     for produced in range(max_new_tokens):

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import parse_config
 from .contract import (
     ATTENTION_MASK,
     CONFIG_FILE,
@@ -33,7 +34,6 @@ from .contract import (
     past_name,
     present_name,
 )
-from .config import parse_config
 from .errors import InputError
 from .jsonfile import read_json
 from .session import KVCacheSession, Runner

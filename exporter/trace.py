@@ -25,8 +25,8 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from ..graphs.attention_function import OPSET
 from .attention_op import use_custom_attention
-from .linear_swap import use_pretransposed_linears
 from .config import Exaone4Config
+from .linear_swap import use_pretransposed_linears
 from .model import Exaone4ForCausalLM
 
 # torch.onnx.export builds its op registry from onnxscript's torchlib, which also lists

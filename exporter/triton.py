@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .artifacts import EngineDir, ExportDir, TensorSpec
 from .chat import SHIPPED_MODULES, ChatTokenizer
-from .contract import DATA_FILE, MODEL_FILE, SIDE_FILES, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, dtype
+from .contract import SIDE_FILES, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, dtype
 from .errors import InputError
 from .jsonfile import read_json
 from .output_dir import staged_directory
@@ -181,8 +181,10 @@ Written by exaone4-export from a {export.manifest.target} {export.manifest.dtype
 
 | model | what |
 |---|---|
-| `{DECODER}` | the decoder; IO as in the export contract (input_ids, attention_mask, position_ids, past_key_values.* -> logits, present.*) |
-| `{GENERATE}` | text (or a JSON conversation) in, text and tool calls out: chat template, tokenization, greedy or sampled decoding with the KV cache (BLS to `{DECODER}`); runs exaone4-export's own chat code, shipped in `1/exaone4/` |
+| `{DECODER}` | the decoder; IO as in the export contract (input_ids, attention_mask, position_ids, past_key_values.* -> \
+logits, present.*) |
+| `{GENERATE}` | text (or a JSON conversation) in, text and tool calls out: chat template, tokenization, greedy or \
+sampled decoding with the KV cache (BLS to `{DECODER}`); runs exaone4-export's own chat code, shipped in `1/exaone4/` |
 | `{STREAM}` | the same, decoupled: one response per generated token (gRPC streaming, or HTTP `generate_stream`) |
 
 Start the server:

@@ -45,7 +45,6 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from bench_export_memory import NAIVE, OURS, ensure_checkpoint, measure
 from bench_measure import (
     generate_repetition,
@@ -143,9 +142,9 @@ def _repetition(name: str, backend, layout, ids, args):
 
 def engine_section(checkpoint_dir: Path, work: Path) -> dict:
     """fp16 and fp8 TensorRT build times (export, quantize and build each timed)."""
+    from exaone4.exporter.quantize import quantize_export
     from exaone4.exporter.trt.build import BuildOptions, build_engine
     from exaone4.exporter.trt.provider import load_tensorrt
-    from exaone4.exporter.quantize import quantize_export
 
     try:
         _, provider = load_tensorrt()

@@ -112,7 +112,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         ours, naive = row["ours"], row.get("naive", {})
-        fmt = lambda r: (f"{r['peak_rss_kb'] / 2**20:.2f} GB", f"{r['seconds']:.0f} s") if "seconds" in r else (r.get("error", "not run"), "")  # noqa: E731
+        fmt = lambda r: (  # noqa: E731
+            (f"{r['peak_rss_kb'] / 2**20:.2f} GB", f"{r['seconds']:.0f} s") if "seconds" in r else (r.get("error", "not run"), "")
+        )
         o, n = fmt(ours), fmt(naive)
         print(f"| {row['checkpoint']} | {row['checkpoint_gb']} GB bf16 | {row['target']} {row['dtype']}, "
               f"{row['export_gb']} GB | {o[0]} | {o[1]} | {n[0]} | {n[1]} |")

@@ -13,8 +13,8 @@ bf16 like the real checkpoints, written in shards of about 1 GB with a
 from __future__ import annotations
 
 import argparse
-import shutil
 import json
+import shutil
 from pathlib import Path
 
 import torch

@@ -7,13 +7,12 @@ import struct
 
 import pytest
 import torch
+from conftest import SMALL_CONFIG, write_json, write_random_checkpoint
 from safetensors.torch import load_file, save_file
 
 from exaone4.exporter.checkpoint import Checkpoint
 from exaone4.exporter.errors import InputError
 from exaone4.exporter.load import load_reference_model
-
-from conftest import SMALL_CONFIG, write_json, write_random_checkpoint
 
 
 def test_tied_checkpoint_without_lm_head_loads(tmp_path):

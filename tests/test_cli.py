@@ -8,11 +8,10 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import SMALL_CONFIG, write_json, write_random_checkpoint
 from safetensors.torch import load_file, save_file
 
 from exaone4.exporter.cli import main
-
-from conftest import SMALL_CONFIG, write_json, write_random_checkpoint
 
 
 def run(*args):

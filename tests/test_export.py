@@ -15,13 +15,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import ARCHITECTURES, hf_config, random_hf_model, save_hf_checkpoint
 
 from exaone4.exporter.checkpoint import Checkpoint
 from exaone4.exporter.export import ExportOptions, export_checkpoint, lower_export
 from exaone4.exporter.load import load_reference_model
 from exaone4.exporter.runners import CacheLayout, KVCacheSession, OrtRunner, TorchRunner
-
-from conftest import ARCHITECTURES, hf_config, random_hf_model, save_hf_checkpoint
 
 TOL = 1e-4
 PREFILL, DECODE = 11, 6

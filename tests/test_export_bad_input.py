@@ -6,11 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import SMALL_CONFIG, write_json, write_random_checkpoint
 
 from exaone4.exporter.errors import InputError
 from exaone4.exporter.export import ExportOptions, export_checkpoint, lower_export
-
-from conftest import SMALL_CONFIG, write_json, write_random_checkpoint
 
 
 @pytest.mark.hardening("atomic outputs", tried="output directory holding foreign files", expect="refused without --force; files kept")

@@ -18,6 +18,7 @@ import math
 
 import pytest
 import torch
+from conftest import SMALL_CONFIG, write_json, write_random_checkpoint
 from hypothesis import given
 from hypothesis import strategies as st
 from safetensors import safe_open
@@ -27,7 +28,6 @@ from exaone4.exporter.checkpoint import Checkpoint, _read_headers
 from exaone4.exporter.config import Exaone4Config, LayerKind, load_config, parse_config
 from exaone4.exporter.errors import InputError
 
-from conftest import SMALL_CONFIG, write_json, write_random_checkpoint
 from hardening import fuzz_settings, no_hang, safetensors_bytes
 
 FUZZ = "fuzz (hypothesis)"

@@ -8,13 +8,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from exaone4.exporter.chat import ChatTokenizer
+from exaone4.exporter.chat import ChatTokenizer, parse_response
 from exaone4.exporter.checkpoint import Checkpoint
 from exaone4.exporter.cli import main
 from exaone4.exporter.errors import InputError
 from exaone4.exporter.generate import Sampling, generate_tokens
 from exaone4.exporter.load import load_reference_model
-from exaone4.exporter.chat import parse_response
 from exaone4.exporter.runners import CacheLayout, KVCacheSession, OrtRunner, TorchRunner
 from exaone4.exporter.tiny import TINY_DIR
 

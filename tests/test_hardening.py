@@ -23,14 +23,14 @@ import sys
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import SMALL_CONFIG, write_json, write_random_checkpoint
 from safetensors.torch import load_file, save_file
 
 from exaone4.exporter.checkpoint import Checkpoint
 from exaone4.exporter.cli import main
 from exaone4.exporter.load import load_reference_model
 
-from conftest import SMALL_CONFIG, write_json, write_random_checkpoint
-from hardening import safetensors_bytes, write_safetensors
+from hardening import safetensors_bytes
 
 REFUSED = "exit 2, one line naming the file or field, no output written"
 

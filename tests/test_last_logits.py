@@ -9,9 +9,9 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
+from exaone4.exporter.artifacts import ExportDir
 from exaone4.exporter.checkpoint import Checkpoint
 from exaone4.exporter.cli import main
-from exaone4.exporter.artifacts import ExportDir
 from exaone4.exporter.export import lower_export
 from exaone4.exporter.load import load_reference_model
 from exaone4.exporter.runners import CacheLayout, KVCacheSession, OrtRunner, TorchRunner

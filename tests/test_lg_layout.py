@@ -15,10 +15,9 @@ import torch
 from click.testing import CliRunner
 
 from exaone4.exporter.calibrate import calibration_ids
-from exaone4.exporter.chat import ChatTokenizer
+from exaone4.exporter.chat import ChatTokenizer, parse_response
 from exaone4.exporter.cli import main
 from exaone4.exporter.config import load_config
-from exaone4.exporter.chat import parse_response
 from exaone4.exporter.tiny import TINY_DIR
 
 from lg_layout import lg_from_bundled, lg_random

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import write_random_checkpoint
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,7 +32,6 @@ from exaone4.exporter.export import ExportOptions, export_checkpoint, lower_expo
 from exaone4.exporter.load import load_reference_model
 from exaone4.exporter.runners import CacheLayout, KVCacheSession, OrtRunner, TorchRunner
 
-from conftest import write_random_checkpoint
 from hardening import GENERATE_ONLY, fuzz_settings
 
 ROUND_TRIPS = 4

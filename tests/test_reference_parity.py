@@ -12,12 +12,11 @@ import copy
 
 import pytest
 import torch
+from conftest import ARCHITECTURES, hf_config, random_hf_model, save_hf_checkpoint
 
 from exaone4.exporter.checkpoint import Checkpoint
 from exaone4.exporter.load import load_reference_model
 from exaone4.exporter.model import position_ids_from_mask
-
-from conftest import ARCHITECTURES, hf_config, random_hf_model, save_hf_checkpoint
 
 TOL = 1e-4
 PREFILL, DECODE = 11, 6  # every architecture's window is <= 4: decode runs far past it

@@ -7,13 +7,12 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from conftest import ARCHITECTURES, hf_config, random_hf_model, save_hf_checkpoint
 
 from exaone4.exporter.cli import main
 from exaone4.exporter.export import ExportOptions, export_checkpoint, lower_export
 from exaone4.exporter.quantize import quantize_export
 from exaone4.exporter.tiny import TINY_DIR
-
-from conftest import ARCHITECTURES, hf_config, random_hf_model, save_hf_checkpoint
 
 trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT for RTX is not installed (pip install tensorrt-rtx)")
 

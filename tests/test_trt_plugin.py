@@ -10,14 +10,13 @@ in test_tensorrt.py.
 from __future__ import annotations
 
 import numpy as np
-
 import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper
 
-from exaone4.graphs.attention_function import DOMAIN, INPUTS, OP_TYPE, OPSET, OUTPUTS, attention_function
 from exaone4.exporter.trt.plugin import attention_math
+from exaone4.graphs.attention_function import DOMAIN, INPUTS, OP_TYPE, OPSET, OUTPUTS, attention_function
 
 HEADS, KV, D, MAX_POS = 4, 2, 8, 64
 

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
-from exaone4.exporter.jsonfile import sha256_file
 from exaone4.exporter.cli import main
+from exaone4.exporter.jsonfile import sha256_file
 
 FAST = ["--scenario", "prefill", "--scenario", "prefill_decode"]
 

@@ -8,18 +8,17 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import ARCHITECTURES, hf_config, random_hf_model, save_hf_checkpoint
 
+from exaone4.exporter.artifacts import ExportDir
 from exaone4.exporter.checkpoint import Checkpoint
 from exaone4.exporter.cli import main
-from exaone4.exporter.artifacts import ExportDir
 from exaone4.exporter.errors import InputError
 from exaone4.exporter.export import ExportOptions, export_checkpoint, lower_export
 from exaone4.exporter.load import load_reference_model
 from exaone4.exporter.runners import CacheLayout, KVCacheSession, OrtRunner, TorchRunner
-from exaone4.exporter.trt.profiles import profiles
 from exaone4.exporter.tiny import TINY_DIR
-
-from conftest import ARCHITECTURES, hf_config, random_hf_model, save_hf_checkpoint
+from exaone4.exporter.trt.profiles import profiles
 
 TARGETS = ("canonical", "ort", "standard")
 

@@ -81,7 +81,8 @@ class ChatTokenizer:
     ) -> str:
         """The conversation as the model sees it, the way transformers' `apply_chat_template` renders it."""
         if self.template is None:
-            raise InputError(CHAT_TEMPLATE_FILE, f"the checkpoint has no chat template (nor a chat_template key in {TOKENIZER_CONFIG_FILE})")
+            missing = f"the checkpoint has no chat template (nor a chat_template key in {TOKENIZER_CONFIG_FILE})"
+            raise InputError(CHAT_TEMPLATE_FILE, missing)
         return self.template.render(messages, tools=tools, add_generation_prompt=add_generation_prompt,
                                     enable_thinking=enable_thinking, **self.special)
 

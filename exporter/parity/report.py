@@ -64,7 +64,7 @@ def markdown(report: dict) -> str:
         f"Export `{report['export']['directory']}` ({report['export']['target']}, {report['export']['dtype']}) "
         f"against the PyTorch reference on `{report['checkpoint']}`; precision class **{report['precision']}**, seed {report['seed']}.",
         "",
-        "| scenario | backend | result | logits max abs | max rel | min cosine | max KL | top-1 | top-5 | KV max rel | greedy match | first divergence |",
+        "| scenario | backend | result | logits max abs | max rel | min cosine | max KL | top-1 | top-5 | KV max rel | greedy match | first divergence |",  # noqa: E501
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for scenario in report["scenarios"]:
@@ -72,7 +72,9 @@ def markdown(report: dict) -> str:
             s = _summary(result)
             greedy = f"{result['greedy_match']}/{result['greedy_tokens']}" if result["greedy_tokens"] else "-"
             divergence = result["first_divergence"]
-            where = "-" if not divergence else (f"layer {divergence['layer']} ({divergence['what']})" if divergence["layer"] is not None else divergence["what"])
+            where = "-"
+            if divergence:
+                where = divergence["what"] if divergence["layer"] is None else f"layer {divergence['layer']} ({divergence['what']})"
             lines.append(
                 f"| {scenario['name']} | {backend} | {'pass' if result['passed'] else '**FAIL**'} | {_fmt(s['max_abs'])} | "
                 f"{_fmt(s['max_rel'])} | {_fmt(s['cosine'], 8)} | {_fmt(s['kl'])} | {_fmt(s['top1'])} | {_fmt(s['top5'])} | "

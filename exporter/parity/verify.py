@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import platform
 import time
-from contextlib import ExitStack
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-
 
 from ..artifacts import ExportDir
 from ..checkpoint import Checkpoint

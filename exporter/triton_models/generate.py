@@ -124,7 +124,8 @@ class TritonPythonModel:
         if max_tokens < 1:
             raise InputError("max_tokens", f"must be at least 1, got {max_tokens}")
         if len(prompt) + max_tokens > self.context:
-            raise InputError("max_tokens", f"prompt of {len(prompt)} tokens plus max_tokens {max_tokens} exceeds the context of {self.context}")
+            too_long = f"prompt of {len(prompt)} tokens plus max_tokens {max_tokens} exceeds the context of {self.context}"
+            raise InputError("max_tokens", too_long)
         sampling = Sampling(temperature=float(_scalar(request, "temperature", 0.0)), top_k=int(_scalar(request, "top_k", 0)),
                             top_p=float(_scalar(request, "top_p", 1.0)), seed=int(_scalar(request, "random_seed", 0)))
         return self._pieces(prompt, max_tokens, sampling), tools_given

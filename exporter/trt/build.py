@@ -78,7 +78,8 @@ def _check(options: BuildOptions, export: ExportDir) -> tuple[int, int, tuple[st
     if options.precision == "fp8":
         unsupported = [t for t in targets if t not in FP8_CAPABLE]
         if unsupported:
-            raise InputError("--compute-capability", f"{', '.join(unsupported)} has no FP8 tensor cores; fp8 needs one of {', '.join(FP8_CAPABLE)}")
+            raise InputError("--compute-capability",
+                             f"{', '.join(unsupported)} has no FP8 tensor cores; fp8 needs one of {', '.join(FP8_CAPABLE)}")
     return max_prefill, max_context, tuple(targets)
 
 
