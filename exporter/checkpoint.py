@@ -22,6 +22,7 @@ import torch
 from safetensors import safe_open
 
 from .config import Exaone4Config, load_config
+from .contract import CONFIG_FILE
 from .errors import InputError
 from .jsonfile import read_json, sha256_file
 from .safetensors_header import read_header
@@ -78,7 +79,7 @@ class Checkpoint:
         directory = Path(directory)
         if not directory.is_dir():
             raise InputError(str(directory), "checkpoint directory not found")
-        config = load_config(directory / "config.json")
+        config = load_config(directory / CONFIG_FILE)
         files = _safetensors_files(directory)
         tensors = _read_headers(files)
         _check_tensors(config, tensors)
@@ -123,7 +124,7 @@ class Checkpoint:
 
     def file_hashes(self) -> dict[str, str]:
         """sha256 of config.json and every weight file, for manifests."""
-        paths = [self.directory / "config.json", *self.files]
+        paths = [self.directory / CONFIG_FILE, *self.files]
         return {p.name: sha256_file(p) for p in paths}
 
 

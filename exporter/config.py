@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .contract import CONFIG_FILE
 from .errors import InputError
 from .jsonfile import read_json
 
@@ -146,7 +147,7 @@ def load_config(path: Path) -> Exaone4Config:
     return parse_config(read_json(path), source=str(path))
 
 
-def parse_config(raw: Any, source: str = "config.json") -> Exaone4Config:
+def parse_config(raw: Any, source: str = CONFIG_FILE) -> Exaone4Config:
     """Parse a config.json dictionary into an `Exaone4Config`."""
     fields = _Fields(raw, source)
     model_type = fields.get("model_type", str)

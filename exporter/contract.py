@@ -131,6 +131,8 @@ DTYPES = {
         DType("int64", "INT64", "TYPE_INT64", "INT64"),
         DType("int32", "INT32", "TYPE_INT32", "INT32"),
         DType("bool", "BOOL", "TYPE_BOOL", "BOOL"),
+        DType("uint64", "UINT64", "TYPE_UINT64", "UINT64"),  # TensorRT has none; Triton request seeds
+        DType("string", "STRING", "TYPE_STRING", "STRING"),  # TensorRT has none; Triton request text
     )
 }
 # Spellings found in artifacts written before the vocabulary was fixed (onnx_ir's lower-cased

@@ -26,6 +26,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from ..graphs.attention_function import OPSET
 from .attention_op import use_custom_attention
 from .config import Exaone4Config
+from .contract import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, hidden_state_name, past_names, present_names
 from .linear_swap import use_pretransposed_linears
 from .model import Exaone4ForCausalLM
 
@@ -41,17 +42,13 @@ BATCH, SEQUENCE, PAST, TOTAL = "batch", "sequence", "past_sequence", "past_seque
 
 
 def input_names(num_layers: int) -> list[str]:
-    names = ["input_ids", "attention_mask", "position_ids"]
-    for i in range(num_layers):
-        names += [f"past_key_values.{i}.key", f"past_key_values.{i}.value"]
-    return names
+    """Graph inputs in contract order: ids, mask, positions, then each layer's past key and value."""
+    return [INPUT_IDS, ATTENTION_MASK, POSITION_IDS, *past_names(num_layers)]
 
 
 def output_names(num_layers: int) -> list[str]:
-    names = ["logits"]
-    for i in range(num_layers):
-        names += [f"present.{i}.key", f"present.{i}.value"]
-    return names
+    """Graph outputs in contract order: logits, then each layer's present key and value."""
+    return [LOGITS, *present_names(num_layers)]
 
 
 class _FlatDecoder(torch.nn.Module):
@@ -110,11 +107,6 @@ def _without_torchvision_skips():
         yield
     finally:
         logger.removeFilter(drop)
-
-
-def hidden_state_name(layer: int) -> str:
-    """The stable name of decoder layer `layer`'s output in every export (not a graph output)."""
-    return f"hidden_states.{layer}"
 
 
 def _name_layer_outputs(model: ir.Model, num_layers: int) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .artifacts import EngineDir, ExportDir, TensorSpec
 from .chat import SHIPPED_MODULES, ChatTokenizer
-from .contract import SIDE_FILES, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, dtype
+from .contract import MODEL_FILE, SIDE_FILES, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, dtype
 from .errors import InputError
 from .jsonfile import read_json
 from .output_dir import staged_directory
@@ -33,16 +33,17 @@ DECODER_IO = "io.json"  # the decoder's IO as the export declares it, for `trito
 SPEC_FILE = "generation.json"  # what the generation models need to know of the decoder
 PACKAGE_DIR = Path(__file__).resolve().parent  # exaone4/exporter, whose SHIPPED_MODULES are copied
 MODELS_DIR = PACKAGE_DIR / "triton_models"
+# (name, dtype, optional) of the generation models' inputs, as the TensorRT-LLM ensemble names them
 GENERATION_INPUTS = [
-    ("text_input", "TYPE_STRING", True),
-    ("messages", "TYPE_STRING", True),
-    ("max_tokens", "TYPE_INT32", False),
-    ("temperature", "TYPE_FP32", True),
-    ("top_p", "TYPE_FP32", True),
-    ("top_k", "TYPE_INT32", True),
-    ("random_seed", "TYPE_UINT64", True),
-    ("enable_thinking", "TYPE_BOOL", True),
-    ("tools", "TYPE_STRING", True),
+    ("text_input", "string", True),
+    ("messages", "string", True),  # a JSON list of chat messages, instead of text_input
+    ("max_tokens", "int32", False),
+    ("temperature", "float32", True),
+    ("top_p", "float32", True),
+    ("top_k", "int32", True),
+    ("random_seed", "uint64", True),
+    ("enable_thinking", "bool", True),
+    ("tools", "string", True),  # a JSON list of tool schemas
 ]
 GENERATION_OUTPUTS = ["text_output", "tool_calls"]
 
@@ -71,8 +72,12 @@ def decoder_config(runtime: str, inputs: tuple[TensorSpec, ...], outputs: tuple[
     lines.append(",\n".join(_tensor(t.name, dtype(t.dtype).triton, _dims(t)) for t in inputs))
     lines += ["]", "output ["]
     lines.append(",\n".join(_tensor(t.name, dtype(t.dtype).triton, _dims(t)) for t in outputs))
-    lines += ["]", f"instance_group [ {{ kind: {kind} count: {instances} }} ]", ""]
-    return "\n".join(lines)
+    lines += ["]", f"instance_group [ {{ kind: {kind} count: {instances} }} ]"]
+    if runtime == "python-ort":  # decoder_ort.py reads the graph's file name from here
+        lines.append(f'parameters: {{ key: "model_file", value: {{ string_value: "{MODEL_FILE}" }} }}')
+    elif runtime == "onnxruntime":
+        lines.append(f'default_model_filename: "{MODEL_FILE}"')
+    return "\n".join(lines) + "\n"
 
 
 def generation_config(name: str, decoupled: bool, instances: int) -> str:
@@ -80,8 +85,8 @@ def generation_config(name: str, decoupled: bool, instances: int) -> str:
     if decoupled:
         lines.append("model_transaction_policy { decoupled: true }")
     lines.append("input [")
-    lines.append(",\n".join(_tensor(n, t, "[ 1 ]", opt) for n, t, opt in GENERATION_INPUTS))
-    lines += ["]", "output [", ",\n".join(_tensor(name, "TYPE_STRING", "[ -1 ]") for name in GENERATION_OUTPUTS), "]",
+    lines.append(",\n".join(_tensor(n, dtype(t).triton, "[ 1 ]", opt) for n, t, opt in GENERATION_INPUTS))
+    lines += ["]", "output [", ",\n".join(_tensor(name, dtype("string").triton, "[ -1 ]") for name in GENERATION_OUTPUTS), "]",
               f"instance_group [ {{ kind: KIND_CPU count: {instances} }} ]", ""]
     return "\n".join(lines)
 
@@ -244,7 +249,8 @@ def _check_generation_model(config, model_dir: Path) -> list[str]:
     problems = []
     where = model_dir / "config.pbtxt"
     have = {i.name: model_config_pb2.DataType.Name(i.data_type) for i in config.input}
-    for tensor, data_type, _ in GENERATION_INPUTS:
+    for tensor, name, _ in GENERATION_INPUTS:
+        data_type = dtype(name).triton
         if have.get(tensor) != data_type:
             problems.append(f"{where}: input {tensor!r} should be {data_type}, is {have.get(tensor)}")
     if [o.name for o in config.output] != GENERATION_OUTPUTS:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from ..exporter.contract import LOGITS
 from .attention_parts import constant
 
-LOGITS = "logits"
 _PASS_THROUGH = ("Cast", "Identity")
 
 

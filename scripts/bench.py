@@ -59,6 +59,7 @@ from bench_window import window_memory
 from make_random_checkpoint import make_config
 
 from exaone4.exporter.checkpoint import Checkpoint
+from exaone4.exporter.contract import MODEL_FILE
 from exaone4.exporter.export import ExportOptions, export_checkpoint, lower_export
 from exaone4.exporter.load import load_reference_model
 from exaone4.exporter.runners import CacheLayout, OrtRunner, TorchRunner
@@ -126,7 +127,7 @@ def _load_backend(name: str, checkpoint, checkpoint_dir: Path, work: Path, args)
     if name == "naive-onnx":
         import onnxruntime as ort
 
-        return ort.InferenceSession(str(work / "naive" / "model.onnx"), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(work / "naive" / MODEL_FILE), providers=["CPUExecutionProvider"])
     runner = OrtRunner(work / name, threads=args.threads)
     runner.open()
     return runner

@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 
 from exaone4.exporter.checkpoint import expected_shapes
 from exaone4.exporter.config import parse_config
+from exaone4.exporter.contract import CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKENS_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
 
 LLAMA3_ROPE = {
     "rope_type": "llama3",
@@ -85,7 +86,7 @@ def make_config(shape: str, layers: int | None) -> dict:
 
 def write_checkpoint(out: Path, config: dict, seed: int = 0) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     parsed = parse_config(config)
     shapes = {
         name: shape
@@ -126,7 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     config = make_config(args.shape, args.layers)
     if args.config_only:
-        (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        (args.out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         return
     write_checkpoint(args.out, config)
     copy_tokenizer(args.out)
@@ -140,7 +141,7 @@ def copy_tokenizer(out: Path) -> None:
     """
     from exaone4.exporter.tiny import TINY_DIR
 
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+    for name in (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_FILE, CHAT_TEMPLATE_FILE):
         if (TINY_DIR / name).is_file():
             shutil.copyfile(TINY_DIR / name, out / name)
 

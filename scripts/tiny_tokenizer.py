@@ -43,6 +43,8 @@ from collections.abc import Iterable
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from exaone4.exporter.contract import SPECIAL_TOKENS_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
+
 # --------------------------------------------------------------------------
 # Corpus
 # --------------------------------------------------------------------------
@@ -362,7 +364,7 @@ def save_tokenizer(tokenizer: Tokenizer, out_dir: pathlib.Path, model_max_length
     # tokenizer.json in the library's own layout (what Tokenizer.save writes):
     # vocab, merges and added tokens are serialised in id order, so the bytes
     # depend only on the trained model.
-    (out_dir / "tokenizer.json").write_text(tokenizer.to_str(pretty=True) + "\n", encoding="utf-8")
+    (out_dir / TOKENIZER_FILE).write_text(tokenizer.to_str(pretty=True) + "\n", encoding="utf-8")
 
     special_tokens_map = {
         "bos_token": BOS_TOKEN,
@@ -371,7 +373,7 @@ def save_tokenizer(tokenizer: Tokenizer, out_dir: pathlib.Path, model_max_length
         "unk_token": UNK_TOKEN,
     }
     _write_json(
-        out_dir / "tokenizer_config.json",
+        out_dir / TOKENIZER_CONFIG_FILE,
         {
             **special_tokens_map,
             "tokenizer_class": "PreTrainedTokenizerFast",
@@ -382,4 +384,4 @@ def save_tokenizer(tokenizer: Tokenizer, out_dir: pathlib.Path, model_max_length
             "chat_template": CHAT_TEMPLATE,
         },
     )
-    _write_json(out_dir / "special_tokens_map.json", special_tokens_map)
+    _write_json(out_dir / SPECIAL_TOKENS_FILE, special_tokens_map)

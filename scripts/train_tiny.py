@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tiny_tokenizer  # noqa: E402  (a sibling script module)
 
 from exaone4.exporter.config import parse_config  # noqa: E402
+from exaone4.exporter.contract import CONFIG_FILE, GENERATION_CONFIG_FILE  # noqa: E402
 from exaone4.exporter.model import Exaone4ForCausalLM  # noqa: E402
 
 VOCAB = 2048
@@ -196,9 +197,9 @@ def save(model: Exaone4ForCausalLM, tokenizer, out: Path, report: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
-    (out / "config.json").write_text(json.dumps(CONFIG, indent=2) + "\n")
+    (out / CONFIG_FILE).write_text(json.dumps(CONFIG, indent=2) + "\n")
     generation = {"bos_token_id": 1, "eos_token_id": [2], "pad_token_id": 0, "do_sample": False}
-    (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    (out / GENERATION_CONFIG_FILE).write_text(json.dumps(generation, indent=2) + "\n")
     tiny_tokenizer.save_tokenizer(tokenizer, out, model_max_length=CONFIG["max_position_embeddings"])
     (out / "training.json").write_text(json.dumps(report, indent=2) + "\n")
 

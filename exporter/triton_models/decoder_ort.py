@@ -15,13 +15,15 @@ import triton_python_backend_utils as pb_utils
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        threads = int(config.get("parameters", {}).get("intra_op_threads", {}).get("string_value", "0"))
+        parameters = config.get("parameters", {})
+        threads = int(parameters.get("intra_op_threads", {}).get("string_value", "0"))
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
         here = os.path.join(args["model_repository"], args["model_version"])
-        self.session = ort.InferenceSession(os.path.join(here, "model.onnx"), options, providers=["CPUExecutionProvider"])
+        model_file = parameters["model_file"]["string_value"]  # written by `exaone4-export triton`
+        self.session = ort.InferenceSession(os.path.join(here, model_file), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
 
