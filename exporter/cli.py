@@ -306,6 +306,8 @@ def _progress(quiet: bool, as_json: bool = False):
               help="TensorRT engine directory built from EXPORT_DIR, for --backend trt.")
 @click.option("--polygraphy", "polygraphy_dir", type=click.Path(path_type=Path), default=None,
               help="Also save the feeds and reference outputs for `polygraphy run --load-inputs/--load-outputs`.")
+@click.option("--ort-device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the ort backend runs: cuda needs onnxruntime-gpu (the [gpu] extra).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--max-context", default=4096, show_default=True, type=click.IntRange(8),
               help="Cap on the long-context scenario's length.")
@@ -313,15 +315,16 @@ def _progress(quiet: bool, as_json: bool = False):
 @click.option("--quiet", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines on stderr; the result as JSON on stdout.")
 @reports_bad_input
-def verify(export_dir, checkpoint, backends, report_dir, scenarios, engine_dir, polygraphy_dir, seed, max_context, force,
-           quiet, as_json) -> None:
+def verify(export_dir, checkpoint, backends, report_dir, scenarios, engine_dir, polygraphy_dir, ort_device, seed, max_context,
+           force, quiet, as_json) -> None:
     """Check EXPORT_DIR against the PyTorch reference; exit 0 within tolerance, 1 parity failure, 2 bad input."""
     from .parity.report import check_report_dir, markdown, write_report
     from .parity.verify import VerifyOptions, verify_export
 
     check_report_dir(report_dir, force)
     options = VerifyOptions(backends=tuple(backends) or ("ort", "transformers"), seed=seed, max_context=max_context,
-                            scenarios=tuple(scenarios) or None, engine_dir=engine_dir, polygraphy_dir=polygraphy_dir)
+                            scenarios=tuple(scenarios) or None, engine_dir=engine_dir, polygraphy_dir=polygraphy_dir,
+                            ort_device=ort_device)
     with _progress(quiet, as_json) as step:
         report = verify_export(export_dir, model_dir(checkpoint), options, progress=step)
         write_report(report, report_dir, force=force)

@@ -5,6 +5,7 @@
 #   2. build fp16 and fp8 engines for this GPU (and an fp16 one with the attention plugin)
 #   3. parity scenarios through the engines (the trt backend) against the reference
 #   4. prefill / decode timing of the engines
+#   5. the ort export on onnxruntime-gpu's CUDA execution provider, at parity (needs the [gpu] extra)
 # Results land in ${1:-gpu-check}/ (reports, build records, timings.json).
 set -euo pipefail
 out=${1:-gpu-check}
@@ -24,6 +25,10 @@ done
 $cli build "$out/canonical-fp16" --precision fp16 --attention plugin -o "$out/engine-plugin" --compute-capability "$cc" --force --quiet
 $cli verify "$out/canonical-fp16" --checkpoint bundled:tiny --backend trt --engine "$out/engine-plugin" \
   --report "$out/report-plugin" --force --quiet || echo "parity failed for the plugin engine (see $out/report-plugin)"
+# onnxruntime-gpu (the [gpu] extra): the ort export through the CUDA execution provider
+$cli export bundled:tiny -o "$out/ort" --target ort --force --quiet
+$cli verify "$out/ort" --checkpoint bundled:tiny --backend ort --ort-device cuda --report "$out/report-ort-cuda" --force --quiet \
+  || echo "ort on CUDA: parity failed or no CUDA execution provider (see $out/report-ort-cuda, README's [gpu] extra)"
 python - "$out" <<'PY'
 import json, sys, time
 from pathlib import Path

@@ -106,3 +106,9 @@ def test_bad_input_exits_2(tiny_exports, tmp_path):
     assert result.exit_code == 2 and "holds no report.json" in result.output
     result = verify(tiny_exports["ort"], tmp_path / "r2", "--scenario", "nope")
     assert result.exit_code == 2 and "unknown scenario" in result.output
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():  # CPU onnxruntime: refused up front
+        result = verify(tiny_exports["ort"], tmp_path / "r3", "--backend", "ort", "--ort-device", "cuda")
+        assert result.exit_code == 2 and "this onnxruntime has no CUDAExecutionProvider" in result.output
+        assert not (tmp_path / "r3").exists()

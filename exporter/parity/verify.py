@@ -39,15 +39,33 @@ class VerifyOptions:
     scenarios: tuple[str, ...] | None = None  # None: all
     engine_dir: Path | None = None  # the TensorRT engine for the trt backend
     polygraphy_dir: Path | None = None  # also save feeds / reference outputs in Polygraphy's formats
+    ort_device: str = "cpu"  # or "cuda": the ort backend on onnxruntime-gpu's CUDA execution provider
+
+
+ORT_PROVIDERS = {"cpu": ("CPUExecutionProvider",), "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider")}
+
+
+def ort_providers(device: str) -> tuple[str, ...]:
+    """onnxruntime's execution providers for `--ort-device`; refuses CUDA where this onnxruntime has none."""
+    import onnxruntime
+
+    if device not in ORT_PROVIDERS:
+        raise InputError("--ort-device", f"{device!r} is not one of {', '.join(ORT_PROVIDERS)}")
+    missing = [p for p in ORT_PROVIDERS[device] if p not in onnxruntime.get_available_providers()]
+    if missing:
+        raise InputError("--ort-device", f"this onnxruntime has no {missing[0]} (on a GPU host: the [gpu] extra, README)")
+    return ORT_PROVIDERS[device]
 
 
 def _open_backend(
-    name: str, export: ExportDir, checkpoint: Checkpoint, engine_dir: Path | None
+    name: str, export: ExportDir, checkpoint: Checkpoint, options: VerifyOptions
 ) -> tuple[Runner | None, CacheLayout | None, str | None]:
     """(runner, cache layout, None) or (None, None, why it is skipped)."""
     config = checkpoint.config
+    engine_dir = options.engine_dir
     if name == "ort":
-        return OrtRunner(export.model_path, hidden_states=True), export.cache_layout(), None
+        runner = OrtRunner(export.model_path, hidden_states=True, providers=ort_providers(options.ort_device))
+        return runner, export.cache_layout(), None
     if name == "transformers":
         try:
             import transformers  # noqa: F401
@@ -77,6 +95,8 @@ def verify_export(
 ) -> dict:
     """Run every scenario on every backend; returns the report dictionary (docs/parity-report.md)."""
     started = time.perf_counter()
+    if "ort" in options.backends:
+        ort_providers(options.ort_device)  # refuse a missing execution provider before any work
     export = ExportDir.open(export_dir)
     manifest = export.manifest
     checkpoint = Checkpoint.open(checkpoint_dir)
@@ -95,7 +115,7 @@ def verify_export(
     reference_layout = CacheLayout.of(checkpoint.config)
     backends, skipped = {}, {}
     for name in options.backends:
-        runner, layout, why = _open_backend(name, export, checkpoint, options.engine_dir)
+        runner, layout, why = _open_backend(name, export, checkpoint, options)
         if runner is None:
             skipped[name] = why
         else:
