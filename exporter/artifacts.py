@@ -90,6 +90,7 @@ class ExportManifest:
     export_seconds: float
     kv_cache: str = "full"
     logits: str = "all"
+    max_context: int | None = None  # slots of each in-place buffer, for kv_cache "static"
     quantization: dict | None = None  # {"format": "fp8", ...} for quantized exports
     lowered_from: str | None = None
     quantized_from: str | None = None
@@ -147,6 +148,7 @@ class ExportManifest:
             export_seconds=float(reader.get("export_seconds", (int, float), default=0.0)),
             kv_cache=reader.get("kv_cache", str, default="full"),  # manifests before the window cache
             logits=reader.get("logits", str, default="all"),  # manifests before --logits last
+            max_context=reader.get("max_context", int, default=None),
             quantization=reader.get("quantization", dict, default=None),
             lowered_from=reader.get("lowered_from", str, default=None),
             quantized_from=reader.get("quantized_from", str, default=None),
@@ -196,6 +198,11 @@ class ExportDir:
 
     def cache_layout(self) -> CacheLayout:
         return CacheLayout.of(self.config, self.kv_dtype)
+
+    @property
+    def static_context(self) -> int | None:
+        """The in-place buffers' length for a `--kv-cache static` export, else None."""
+        return self.manifest.max_context if self.manifest.kv_cache == "static" else None
 
     def check_architecture(self, config: Exaone4Config, checkpoint_dir: Path) -> None:
         """Refuse a checkpoint whose architecture is not the one this export came from."""

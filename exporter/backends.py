@@ -71,7 +71,7 @@ def open_backend(
 
 
 def _ort_backend(export: ExportDir, tokenizer_dir: Path, threads: int) -> Backend:
-    runner = OrtRunner(export.model_path, threads=threads)
+    runner = OrtRunner(export.model_path, threads=threads, static_context=export.static_context)
     return Backend(runner, export.config, export.cache_layout(), tokenizer_dir)
 
 

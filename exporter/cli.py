@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from .cache_budget import DEFAULT_BUDGET_GIB
 from .contract import ENGINE_FILE
 from .errors import InputError
 from .tiny import BUNDLED_NAME, TINY_DIR
@@ -118,19 +119,25 @@ def _architecture_table(summary: dict) -> Table:
 @click.option("--target", type=click.Choice(["canonical", "ort", "standard", "trt"]), default="canonical", show_default=True,
               help="canonical: exaone4::Attention custom op; ort: GroupQueryAttention; standard: opset-23 ops only; trt: for TensorRT.")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True)
-@click.option("--kv-cache", type=click.Choice(["full", "window"]), default="full", show_default=True,
-              help="window: sliding layers keep only their last W-1 keys/values (global layers keep all).")
+@click.option("--kv-cache", type=click.Choice(["full", "window", "static"]), default="full", show_default=True,
+              help="window: sliding layers keep only their last W-1 keys/values (global layers keep all); "
+                   "static (ort): one in-place buffer per layer, written where it is each step.")
+@click.option("--max-context", default=0, type=click.IntRange(0),
+              help="Slots of each in-place buffer (--kv-cache static; default: the model's positions within --kv-budget).")
+@click.option("--kv-budget", default=DEFAULT_BUDGET_GIB, show_default=True, type=float,
+              help="GiB of in-place KV cache one sequence may take (--kv-cache static).")
 @click.option("--logits", type=click.Choice(["all", "last"]), default="all", show_default=True,
               help="last: output the last position's logits only (faster prefill for generation).")
 @click.option("--force", is_flag=True, help="Overwrite an output directory that is not an earlier export.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines on stderr; the result as JSON on stdout.")
 @reports_bad_input
-def export(checkpoint, out, target, dtype, kv_cache, logits, force, quiet, as_json) -> None:
+def export(checkpoint, out, target, dtype, kv_cache, max_context, kv_budget, logits, force, quiet, as_json) -> None:
     """Export CHECKPOINT to ONNX with a KV cache (model.onnx + export.json in OUT)."""
     from .export import ExportOptions, export_checkpoint
 
-    options = ExportOptions(target=target, dtype=dtype, force=force, kv_cache=kv_cache, logits=logits)
+    options = ExportOptions(target=target, dtype=dtype, force=force, kv_cache=kv_cache, logits=logits,
+                            max_context=max_context, kv_budget_gib=kv_budget)
     with _progress(quiet, as_json) as step:
         manifest = export_checkpoint(model_dir(checkpoint), out, options, progress=step)
     _report_export(out, manifest, quiet, as_json)
@@ -140,20 +147,25 @@ def export(checkpoint, out, target, dtype, kv_cache, logits, force, quiet, as_js
 @click.argument("canonical_export", type=click.Path(path_type=Path))
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory.")
 @click.option("--target", type=click.Choice(["ort", "standard", "trt", "canonical"]), required=True)
-@click.option("--kv-cache", type=click.Choice(["full", "window"]), default=None,
-              help="window: bound the sliding layers' cache (default: keep the canonical export's kind).")
+@click.option("--kv-cache", type=click.Choice(["full", "window", "static"]), default=None,
+              help="window: bound the sliding layers' cache; static (ort): in-place buffers "
+                   "(default: keep the canonical export's kind).")
+@click.option("--max-context", default=0, type=click.IntRange(0), help="Slots of each in-place buffer (--kv-cache static).")
+@click.option("--kv-budget", default=DEFAULT_BUDGET_GIB, show_default=True, type=float,
+              help="GiB of in-place KV cache one sequence may take (--kv-cache static).")
 @click.option("--logits", type=click.Choice(["all", "last"]), default=None,
               help="last: the last position's logits only (default: keep the canonical export's).")
 @click.option("--force", is_flag=True, help="Overwrite an output directory that is not an earlier export.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines on stderr; the result as JSON on stdout.")
 @reports_bad_input
-def lower(canonical_export, out, target, kv_cache, logits, force, quiet, as_json) -> None:
+def lower(canonical_export, out, target, kv_cache, max_context, kv_budget, logits, force, quiet, as_json) -> None:
     """Lower a canonical export to another target without tracing again."""
     from .export import lower_export
 
     with _progress(quiet, as_json) as step:
-        manifest = lower_export(canonical_export, out, target, force=force, progress=step, kv_cache=kv_cache, logits=logits)
+        manifest = lower_export(canonical_export, out, target, force=force, progress=step, kv_cache=kv_cache, logits=logits,
+                                max_context=max_context, kv_budget_gib=kv_budget)
     _report_export(out, manifest, quiet, as_json)
 
 
@@ -281,12 +293,17 @@ def _report_export(out: Path, manifest, quiet: bool, as_json: bool = False) -> N
     if quiet:
         return
     size = sum((Path(out) / name).stat().st_size for name in manifest.files)
+    cache = {"window": " with a window KV cache", "static": " with an in-place KV cache"}.get(manifest.kv_cache, "")
     click.echo(
-        f"exported {manifest.target} {manifest.quantization_format or manifest.dtype}"
-        f"{' with a window KV cache' if manifest.kv_cache == 'window' else ''} to {out} "
+        f"exported {manifest.target} {manifest.quantization_format or manifest.dtype}{cache} to {out} "
         f"({size / 2**20:.1f} MiB, {manifest.export_seconds:.1f} s)",
         err=True,
     )
+    if manifest.max_context:
+        from .artifacts import ExportDir
+        from .cache_budget import describe
+
+        click.echo(describe(ExportDir.open(out, check_files=False).config, manifest.dtype, manifest.max_context), err=True)
 
 
 def _progress(quiet: bool, as_json: bool = False):
@@ -368,7 +385,6 @@ def generate(model, prompt, backend, cache_dir, system, max_new_tokens, temperat
     from .backends import open_backend
     from .chat import ChatTokenizer, Sampling, TextStream, conversation, parse_response
     from .generate import generate_tokens
-    from .session import KVCacheSession
 
     tools = _read_tools(tools_file) if tools_file else None
     notice = (lambda message: None) if quiet or as_json else (lambda message: click.echo(message, err=True))
@@ -381,7 +397,7 @@ def generate(model, prompt, backend, cache_dir, system, max_new_tokens, temperat
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     stream = TextStream(chat)
     with loaded.runner as runner:
-        session = KVCacheSession(runner, loaded.layout)
+        session = runner.new_session(loaded.layout)
         start, first = time.perf_counter(), None
         for token in generate_tokens(session, prompt_ids, max_new_tokens, chat.stop_ids, sampling):
             first = first or time.perf_counter()

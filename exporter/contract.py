@@ -52,16 +52,17 @@ ATTENTION_MASK = "attention_mask"
 POSITION_IDS = "position_ids"
 LOGITS = "logits"
 KV_KINDS = ("key", "value")
+PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
 
 
 def past_name(layer: int, kind: str) -> str:
     """`past_key_values.{layer}.{kind}`: a layer's cached keys or values fed in."""
-    return f"past_key_values.{layer}.{kind}"
+    return f"{PAST_PREFIX}{layer}.{kind}"
 
 
 def present_name(layer: int, kind: str) -> str:
     """`present.{layer}.{kind}`: the cache returned, past plus this call's positions."""
-    return f"present.{layer}.{kind}"
+    return f"{PRESENT_PREFIX}{layer}.{kind}"
 
 
 HIDDEN_STATES = "hidden_states."
@@ -82,7 +83,7 @@ def present_names(num_layers: int) -> list[str]:
 
 def present_for(past: str) -> str:
     """The present output that continues a past input."""
-    return past.replace("past_key_values.", "present.", 1)
+    return past.replace(PAST_PREFIX, PRESENT_PREFIX, 1)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,11 @@ class CacheLayout:
     @classmethod
     def of(cls, config: Exaone4Config, dtype=np.float32) -> CacheLayout:
         return cls(config.num_layers, config.num_kv_heads, config.head_dim, np.dtype(dtype))
+
+    @property
+    def slot_bytes(self) -> int:
+        """Bytes one cached position takes for one sequence: keys and values of every layer."""
+        return self.num_layers * len(KV_KINDS) * self.num_kv_heads * self.head_dim * self.dtype.itemsize
 
     def empty(self, batch: int) -> dict[str, np.ndarray]:
         """An empty past for `batch` rows: every layer's keys and values with length 0."""

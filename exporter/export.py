@@ -23,8 +23,9 @@ import torch
 
 from ..graphs.attention_function import OPSET, add_attention_function
 from ..graphs.lower_ort import unsupported_reason as ort_unsupported_reason
-from ..graphs.pipeline import KV_CACHES, LOGITS, TARGETS, run_pipeline
+from ..graphs.pipeline import KV_CACHES, LOGITS, STATIC_TARGETS, TARGETS, run_pipeline
 from .artifacts import ExportDir, ExportManifest, LayerRecord, TensorSpec
+from .cache_budget import DEFAULT_BUDGET_GIB, static_context
 from .checkpoint import Checkpoint
 from .contract import DATA_FILE, EXPORT_DTYPES, EXPORT_MANIFEST, GENAI_CONFIG, MODEL_FILE, SIDE_FILES, dtype
 from .errors import InputError
@@ -46,6 +47,8 @@ class ExportOptions:
     (graphs/window_cache.py); "full" keeps every position in every layer.
     `logits="last"` outputs the last position's logits only (graphs/last_logits.py);
     "all" outputs every position's, as the IO contract's default.
+    `kv_cache="static"` (target ort) keeps one in-place buffer of `max_context` slots
+    per layer (graphs/lower_ort_static.py; 0: as many as `kv_budget_gib` allows).
     """
 
     target: str = "canonical"
@@ -53,6 +56,8 @@ class ExportOptions:
     force: bool = False
     kv_cache: str = "full"
     logits: str = "all"
+    max_context: int = 0
+    kv_budget_gib: float = DEFAULT_BUDGET_GIB
 
     def validate(self) -> None:
         if self.target not in TARGETS:
@@ -61,6 +66,12 @@ class ExportOptions:
             raise InputError("--dtype", f"{self.dtype!r} is not one of {', '.join(EXPORT_DTYPES)}")
         _check_choice("--kv-cache", self.kv_cache, KV_CACHES)
         _check_choice("--logits", self.logits, LOGITS)
+        _check_static(self.kv_cache, self.target)
+
+
+def _check_static(kv_cache: str, target: str) -> None:
+    if kv_cache == "static" and target not in STATIC_TARGETS:
+        raise InputError("--kv-cache", f"static (an in-place cache) needs --target {' or '.join(STATIC_TARGETS)}, not {target}")
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
@@ -68,14 +79,16 @@ def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
         raise InputError(option, f"{value!r} is not one of {', '.join(choices)}")
 
 
-def _narrowed(option: str, source: str, asked: str | None, choices: tuple[str, str], directory: Path) -> str:
-    """A lowering keeps its source's graph option or narrows it (choices[0] -> choices[1]), never widens.
+# What a lowering may change a graph option to: what a pass removed (cache slots, logits
+# positions) cannot be put back without tracing again.
+LOWERINGS = {"--kv-cache": {("full", "window"), ("full", "static")}, "--logits": {("all", "last")}}
 
-    What a pass removed (cache slots, logits positions) cannot be put back without tracing again.
-    """
+
+def _narrowed(option: str, source: str, asked: str | None, choices: tuple[str, ...], directory: Path) -> str:
+    """A lowering keeps its source's graph option or narrows it (LOWERINGS), never widens."""
     value = asked or source
     _check_choice(option, value, choices)
-    if source == choices[1] and value == choices[0]:
+    if value != source and (source, value) not in LOWERINGS[option]:
         raise InputError(option, f"{directory} was exported with {option} {source}; export again for {value}")
     return value
 
@@ -92,6 +105,7 @@ def export_checkpoint(
     progress("reading checkpoint")
     checkpoint = Checkpoint.open(checkpoint_dir)
     _check_target(options.target, checkpoint.config.head_dim)
+    max_context = _max_context(options.kv_cache, checkpoint.config, options.dtype, options.max_context, options.kv_budget_gib)
     with staged_directory(Path(out), marker=EXPORT_MANIFEST, force=options.force) as staging:
         torch_dtype = getattr(torch, options.dtype)
         progress("tracing with fake weights")
@@ -113,6 +127,7 @@ def export_checkpoint(
         files = save_model(model, staging)
         copy_side_files(checkpoint.directory, staging)
         manifest = _manifest(checkpoint, options, model, counts, files, time.perf_counter() - started)
+        manifest = replace(manifest, max_context=max_context)
         manifest.write(staging)
         _write_genai_config(manifest, checkpoint.config, staging)
     return manifest
@@ -126,6 +141,8 @@ def lower_export(
     progress: Callable[[str], None] = lambda step: None,
     kv_cache: str | None = None,
     logits: str | None = None,
+    max_context: int = 0,
+    kv_budget_gib: float = DEFAULT_BUDGET_GIB,
 ) -> ExportManifest:
     """Lower a canonical export to another target without tracing again; returns the new manifest.
 
@@ -142,7 +159,9 @@ def lower_export(
         raise InputError("--target", f"{target!r} is not one of {', '.join(TARGETS)}")
     kv_cache = _narrowed("--kv-cache", source.manifest.kv_cache, kv_cache, KV_CACHES, source.directory)
     logits = _narrowed("--logits", source.manifest.logits, logits, LOGITS, source.directory)
+    _check_static(kv_cache, target)
     _check_target(target, source.config.head_dim)
+    max_context = _max_context(kv_cache, source.config, source.manifest.dtype, max_context, kv_budget_gib)
     source = ExportDir.open(canonical_dir)  # options are fine: now pay for the hashes
     with staged_directory(Path(out), marker=EXPORT_MANIFEST, force=force) as staging:
         progress("loading canonical graph")
@@ -158,6 +177,7 @@ def lower_export(
             target=target,
             kv_cache=kv_cache,
             logits=logits,
+            max_context=max_context,
             inputs=describe_io(model.graph.inputs),
             outputs=describe_io(model.graph.outputs),
             files=files,
@@ -168,6 +188,15 @@ def lower_export(
         manifest.write(staging)
         _write_genai_config(manifest, source.config, staging)
     return manifest
+
+
+def _max_context(kv_cache: str, config, dtype: str, asked: int, budget_gib: float) -> int | None:
+    """The in-place buffers' slots for a static cache (cache_budget.py); None otherwise, where --max-context is refused."""
+    if kv_cache == "static":
+        return static_context(config, dtype, asked, budget_gib)
+    if asked:
+        raise InputError("--max-context", "sizes an in-place cache: it needs --kv-cache static")
+    return None
 
 
 def _check_target(target: str, head_dim: int) -> None:
@@ -183,9 +212,10 @@ def _write_genai_config(manifest: ExportManifest, config, directory: Path) -> No
     A bounded window cache gives layers caches of different lengths, which
     onnxruntime-genai's one-length-for-all cache cannot hold, so none is written then;
     nor for last-position logits, which onnxruntime-genai's generator does not expect.
+    An in-place cache is genai's `past_present_share_buffer` mode, at max_context.
     """
-    if manifest.target == "ort" and manifest.kv_cache == "full" and manifest.logits == "all":
-        genai = genai_config(config)
+    if manifest.target == "ort" and manifest.kv_cache in ("full", "static") and manifest.logits == "all":
+        genai = genai_config(config, shared_buffer_length=manifest.max_context)
         (directory / GENAI_CONFIG).write_text(json.dumps(genai, indent=2) + "\n")
 
 

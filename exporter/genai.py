@@ -2,7 +2,8 @@
 
 Our IO contract is the one onnxruntime-genai expects of a decoder (input_ids,
 attention_mask, position_ids, past_key_values.%d.key/value -> logits,
-present.%d.key/value), with a cache that grows by concatenation, so the config
+present.%d.key/value), with a cache that grows by concatenation or, for
+`--kv-cache static`, one in-place buffer per layer (genai's shared-buffer mode), so the config
 only names the tensors and the shapes. genai has no EXAONE 4 model type; its
 generic decoder ("llama") drives the graph, since the attention pattern lives
 inside our graph, not in genai.
@@ -14,8 +15,9 @@ from .config import Exaone4Config
 from .contract import ATTENTION_MASK, INPUT_IDS, LOGITS, MODEL_FILE, POSITION_IDS, past_name, present_name
 
 
-def genai_config(config: Exaone4Config) -> dict:
-    context = config.max_position_embeddings
+def genai_config(config: Exaone4Config, shared_buffer_length: int | None = None) -> dict:
+    """The config for a growing cache, or (`shared_buffer_length`) for an in-place one of that many slots."""
+    context = shared_buffer_length or config.max_position_embeddings
     return {
         "model": {
             "type": "llama",
@@ -52,7 +54,8 @@ def genai_config(config: Exaone4Config) -> dict:
             "min_length": 0,
             "num_beams": 1,
             "num_return_sequences": 1,
-            "past_present_share_buffer": False,  # our presents are concat(past, new), not a fixed buffer
+            # a growing cache's presents are concat(past, new); an in-place one is one buffer for both
+            "past_present_share_buffer": shared_buffer_length is not None,
             "temperature": 1.0,
             "top_k": 1,
             "top_p": 1.0,

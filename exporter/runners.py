@@ -32,11 +32,12 @@ from .contract import (
     CacheLayout,
     hidden_state_name,
     past_name,
+    present_for,
     present_name,
 )
 from .errors import InputError
 from .jsonfile import read_json
-from .session import KVCacheSession, Runner
+from .session import KVCacheSession, Runner, StaticKVCacheSession
 
 __all__ = ["CacheLayout", "KVCacheSession", "OrtRunner", "Runner", "TorchRunner", "TransformersRunner"]
 
@@ -85,6 +86,7 @@ class OrtRunner(Runner):
         threads: int = 0,
         providers: tuple[str, ...] = ("CPUExecutionProvider",),
         hidden_states: bool = False,
+        static_context: int | None = None,
     ) -> None:
         path = Path(model_path)
         self.path = path / MODEL_FILE if path.is_dir() else path
@@ -93,6 +95,7 @@ class OrtRunner(Runner):
         self.threads = threads
         self.providers = providers
         self.hidden_states = hidden_states
+        self.static_context = static_context  # buffer length of an in-place (--kv-cache static) export
         self.session = None
 
     def open(self) -> None:
@@ -116,6 +119,40 @@ class OrtRunner(Runner):
         if self.session is None:
             self.open()
         return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
+
+    def infer_in_place(self, feeds: dict[str, np.ndarray], caches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One buffer bound as both past and present of each layer (I/O binding): the cache is written where it is.
+
+        onnxruntime wraps the numpy buffers without copying, and GroupQueryAttention
+        sees past and present at one address (`past_present_share_buffer`).
+        """
+        import onnxruntime as ort
+
+        if self.session is None:
+            self.open()
+        binding = self.session.io_binding()
+        keep = {name: np.ascontiguousarray(value) for name, value in feeds.items()}  # alive until the run ends
+        for name, value in keep.items():
+            binding.bind_cpu_input(name, value)
+        in_place = {}
+        for name, buffer in caches.items():
+            value = ort.OrtValue.ortvalue_from_numpy(buffer)
+            binding.bind_ortvalue_input(name, value)
+            in_place[present_for(name)] = value
+        others = [name for name in self.output_names if name not in in_place]
+        for name in self.output_names:
+            if name in in_place:
+                binding.bind_ortvalue_output(name, in_place[name])
+            else:
+                binding.bind_output(name)
+        self.session.run_with_iobinding(binding)
+        values = binding.get_outputs()
+        return {name: value.numpy() for name, value in zip(self.output_names, values) if name in others}
+
+    def new_session(self, layout: CacheLayout):
+        if self.static_context:
+            return StaticKVCacheSession(self, layout, self.static_context)
+        return KVCacheSession(self, layout)
 
 
 def _with_hidden_state_outputs(path: Path) -> bytes:

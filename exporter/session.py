@@ -38,6 +38,22 @@ class Runner:
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def infer_in_place(self, feeds: dict[str, np.ndarray], caches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run with `caches` ({past name: buffer}) as both past and present; returns the other outputs.
+
+        For exports with an in-place cache (`--kv-cache static`). This default goes
+        through `infer` and copies each present back into its buffer; runners that can
+        bind one buffer to both (OrtRunner) override it and copy nothing.
+        """
+        outputs = self.infer({**feeds, **caches})
+        for name, buffer in caches.items():
+            np.copyto(buffer, outputs.pop(present_for(name)))
+        return outputs
+
+    def new_session(self, layout: CacheLayout):
+        """The session that drives this runner's cache (a growing one, unless the runner says otherwise)."""
+        return KVCacheSession(self, layout)
+
     def __enter__(self) -> Runner:
         self.open()
         return self
@@ -83,3 +99,92 @@ class KVCacheSession:
         self.past = {name: outputs[present_for(name)] for name in past_names(self.layout.num_layers)}
         self.last_outputs = outputs
         return outputs[LOGITS]
+
+
+class StaticKVCacheSession:
+    """Prefill then decode an export with an in-place cache: one [B, KV, max_context, D] buffer per layer and kind.
+
+    Row b's tokens sit right-aligned in slots [0, n_b) of every buffer; the model
+    writes each step's keys/values in place at n_b (graphs/lower_ort_static.py), so
+    nothing but the new positions moves. The interface is KVCacheSession's, in the
+    IO contract's layout: `prefill` takes left-padded rows, logits come back aligned
+    with the input, and `mask` / `last_outputs` show the cache as a growing one would
+    (left-padded, [B, KV, T, D]) for the parity harness, built only when read.
+    """
+
+    def __init__(self, runner: Runner, layout: CacheLayout, max_context: int) -> None:
+        self.runner = runner
+        self.layout = layout
+        self.max_context = max_context
+        self.caches: dict[str, np.ndarray] = {}
+        self.filled = np.zeros(0, np.int64)  # n_b: tokens in row b's buffers
+        self.width = 0  # T of the equivalent growing cache
+        self._outputs: dict[str, np.ndarray] = {}
+
+    @property
+    def length(self) -> int:
+        return self.width
+
+    def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None) -> np.ndarray:
+        """Run the prompt [B, S] (left-padded rows marked by attention_mask); returns logits as KVCacheSession does."""
+        input_ids = np.asarray(input_ids, np.int64)
+        batch, seq = input_ids.shape
+        mask = np.ones_like(input_ids) if attention_mask is None else np.asarray(attention_mask, np.int64)
+        shape = (batch, self.layout.num_kv_heads, self.max_context, self.layout.head_dim)
+        self.caches = {name: np.zeros(shape, self.layout.dtype) for name in past_names(self.layout.num_layers)}
+        self.filled, self.width = np.zeros(batch, np.int64), 0
+        counts = mask.sum(axis=1)
+        rows = np.zeros_like(input_ids)  # right-aligned: row b's tokens first, pad after
+        for b in range(batch):
+            rows[b, : counts[b]] = input_ids[b][mask[b].astype(bool)]
+        return self._run(rows[:, : counts.max()], counts, seq)
+
+    def decode(self, tokens: np.ndarray) -> np.ndarray:
+        """One new token per row ([B] or [B, 1]); returns logits [B, 1, vocab]."""
+        tokens = np.asarray(tokens, np.int64).reshape(-1, 1)
+        return self._run(tokens, np.ones(len(tokens), np.int64), 1)
+
+    def _run(self, rows: np.ndarray, counts: np.ndarray, caller_width: int) -> np.ndarray:
+        """rows [B, S] right-aligned, counts[b] of them real; appends them after each row's filled slots."""
+        seq = rows.shape[1]
+        total = self.filled + counts
+        if total.max() > self.max_context:
+            raise ValueError(f"the in-place cache holds {self.max_context} tokens; this step needs {int(total.max())}")
+        width = int(total.max())
+        mask = (np.arange(width)[None] < total[:, None]).astype(np.int64)  # [B, T]: each row's filled slots
+        positions = np.minimum(self.filled[:, None] + np.arange(seq)[None], self.max_context - 1)
+        outputs = self.runner.infer_in_place({INPUT_IDS: rows, ATTENTION_MASK: mask, POSITION_IDS: positions}, self.caches)
+        self.filled, self.width = total, self.width + caller_width
+        self._outputs = {name: self._aligned(value, counts, caller_width) for name, value in outputs.items()}
+        return self._outputs[LOGITS]
+
+    @staticmethod
+    def _aligned(value: np.ndarray, counts: np.ndarray, caller_width: int) -> np.ndarray:
+        """[B, S, ...] right-aligned per row -> [B, caller_width, ...] left-padded, as the caller laid it out.
+
+        Values with one position per row (decode, `--logits last`) already are each row's last.
+        """
+        seq = int(counts.max(initial=0))
+        aligned = caller_width == seq and bool((counts == seq).all())
+        if value.ndim < 2 or value.shape[1] != seq or aligned:
+            return value
+        out = np.zeros((value.shape[0], caller_width, *value.shape[2:]), value.dtype)
+        for b, n in enumerate(counts):
+            out[b, caller_width - n :] = value[b, :n]
+        return out
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The left-padded attention mask a growing cache would hold now [B, T]."""
+        return (np.arange(self.width)[None] >= (self.width - self.filled)[:, None]).astype(np.int64)
+
+    @property
+    def last_outputs(self) -> dict[str, np.ndarray]:
+        """The last call's outputs plus each layer's cache as a growing one would hold it (a copy)."""
+        presents = {}
+        for name, buffer in self.caches.items():
+            view = np.zeros((*buffer.shape[:2], self.width, buffer.shape[3]), buffer.dtype)
+            for b, n in enumerate(self.filled):
+                view[b, :, self.width - n :] = buffer[b, :, :n]
+            presents[present_for(name)] = view
+        return {**self._outputs, **presents}

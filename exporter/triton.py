@@ -105,6 +105,9 @@ def write_repository(source: Path, repo: Path, runtime: str | None = None, force
         raise InputError(str(source), f"the {runtime} runtime needs an export directory, not an engine")
     artifact = EngineDir.open(source) if is_engine else ExportDir.open(source)  # refuses changed files
     export = artifact.source_export() if is_engine else artifact
+    if export.static_context:
+        raise InputError(str(source), "has an in-place KV cache (--kv-cache static), which this repository's BLS "
+                         "generation models cannot hold: they carry the cache through each decoder call; use a full-cache export")
     inputs, outputs = _decoder_io(artifact)
     chat = _generation_files(source)
     env_parameter = (f'parameters: {{ key: "EXECUTION_ENV_PATH", value: {{ string_value: "{Path(python_env).resolve()}" }} }}\n'

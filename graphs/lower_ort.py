@@ -35,7 +35,7 @@ def unsupported_reason(head_dim: int) -> str | None:
     return None
 
 
-def _int32(tape: ir.tape.Tape, value: ir.Value) -> ir.Value:
+def int32(tape: ir.tape.Tape, value: ir.Value) -> ir.Value:
     return tape.op("Cast", [value], attributes={"to": INT32})
 
 
@@ -45,11 +45,11 @@ def _group_query_attention(tape: ir.tape.Tape, attn: CustomAttention) -> list[ir
         q, k = rotate(tape, attn, q, attn.num_heads), rotate(tape, attn, k, attn.kv_num_heads)
     seq, total, _ = lengths(tape, attn)
     batch = tape.op("Shape", [attn.inputs["attention_mask"]], attributes={"start": 0, "end": 1})
-    seqlens_k = _int32(tape, tape.op("Expand", [tape.op("Sub", [total, constant(tape, 1)]), batch]))
-    query_seqlens = _int32(tape, tape.op("Expand", [seq, batch]))
+    seqlens_k = int32(tape, tape.op("Expand", [tape.op("Sub", [total, constant(tape, 1)]), batch]))
+    query_seqlens = int32(tape, tape.op("Expand", [seq, batch]))
     inputs = [
         q, k, attn.inputs["value"], attn.inputs["past_key"], attn.inputs["past_value"],
-        seqlens_k, _int32(tape, total),
+        seqlens_k, int32(tape, total),
         None, None, None,  # cos_cache, sin_cache, position_ids: RoPE is applied above
         padding_bias(tape, attn),
         None, None, None, None, None,  # head_sink, k_scale, v_scale, q/k norm weights

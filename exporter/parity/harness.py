@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..contract import KV_KINDS, CacheLayout, hidden_state_name, present_name
-from ..runners import KVCacheSession, Runner
+from ..runners import Runner
 from .metrics import greedy_match_length, logits_metrics, tensor_errors
 from .scenarios import Scenario
 from .tolerances import Tolerance
@@ -43,7 +43,7 @@ class Trace:
 def run_scenario(runner: Runner, layout: CacheLayout, scenario: Scenario, decode_tokens: list[list[int]] | None) -> Trace:
     """Drive one runner through a scenario; decode_tokens None means choose greedily (the reference)."""
     trace = Trace()
-    session = KVCacheSession(runner, layout)
+    session = runner.new_session(layout)
     ids, mask = scenario.padded()
     logits = session.prefill(ids, mask)
     trace.step_logits.append(logits)

@@ -64,7 +64,8 @@ def _open_backend(
     config = checkpoint.config
     engine_dir = options.engine_dir
     if name == "ort":
-        runner = OrtRunner(export.model_path, hidden_states=True, providers=ort_providers(options.ort_device))
+        runner = OrtRunner(export.model_path, hidden_states=True, providers=ort_providers(options.ort_device),
+                           static_context=export.static_context)
         return runner, export.cache_layout(), None
     if name == "transformers":
         try:

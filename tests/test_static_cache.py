@@ -1,0 +1,162 @@
+"""The in-place KV cache (`--kv-cache static`): one buffer per layer, written where it is, at parity.
+
+The pass (graphs/lower_ort_static.py) is checked on one node against the custom
+op's reference body; whole exports against the reference model through every
+parity scenario (a left-padded batch becomes right-aligned rows of different
+lengths, the long scenario fills the buffer), on the bundled hybrid model and an
+all-global one; onnxruntime-genai generates with the buffer shared.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+
+from exaone4.exporter.artifacts import ExportDir
+from exaone4.exporter.chat import ChatTokenizer
+from exaone4.exporter.checkpoint import Checkpoint
+from exaone4.exporter.cli import main
+from exaone4.exporter.export import lower_export
+from exaone4.exporter.generate import generate_tokens
+from exaone4.exporter.load import load_reference_model
+from exaone4.exporter.runners import OrtRunner, TorchRunner
+from exaone4.exporter.session import StaticKVCacheSession
+from exaone4.exporter.tiny import TINY_DIR
+from exaone4.graphs.lower_ort_static import lower_ort_static
+
+from lg_layout import lg_random
+from test_trt_plugin import HEADS, KV, D, feeds, one_node_model
+
+MAX_CONTEXT = 32
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("window, rope, seq, past", [(4, 1, 5, 0), (4, 1, 1, 9), (0, 0, 6, 0), (0, 1, 1, 7)],
+                         ids=["sliding-prefill", "sliding-decode", "global-prefill", "global-rope-decode"])
+def test_one_node_writes_the_shared_buffer_and_matches_the_reference(window, rope, seq, past):
+    """One exaone4::Attention node lowered, run with past and present bound to one buffer, against its ONNX body."""
+    fields = dict(num_heads=HEADS, kv_num_heads=KV, head_dim=D, window=window, rope=rope, scale=D**-0.5)
+    reference_model = one_node_model(fields)
+    inputs = feeds(batch=2, seq=seq, past=past, padding=0, seed=window + seq + past)
+    expected = ort.InferenceSession(reference_model, providers=["CPUExecutionProvider"]).run(None, inputs)
+    model = ir.from_proto(onnx.load_from_string(reference_model))
+    assert lower_ort_static(model)["group_query_attention"] == 1
+    assert [n.op_type for n in model.graph].count("GroupQueryAttention") == 1
+    session = ort.InferenceSession(ir.to_proto(model).SerializeToString(), providers=["CPUExecutionProvider"])
+    buffers = {}
+    binding = session.io_binding()
+    for name, value in inputs.items():
+        if name in ("past_key", "past_value"):
+            buffer = np.zeros((2, KV, MAX_CONTEXT, D), np.float32)
+            buffer[:, :, :past] = value
+            buffers[name] = ort.OrtValue.ortvalue_from_numpy(buffer)
+            binding.bind_ortvalue_input(name, buffers[name])
+        else:
+            binding.bind_cpu_input(name, value)
+    binding.bind_output("output")
+    binding.bind_ortvalue_output("present_key", buffers["past_key"])
+    binding.bind_ortvalue_output("present_value", buffers["past_value"])
+    session.run_with_iobinding(binding)
+    np.testing.assert_allclose(binding.get_outputs()[0].numpy(), expected[0], atol=1e-5)
+    for kind, reference in (("past_key", expected[1]), ("past_value", expected[2])):
+        np.testing.assert_allclose(buffers[kind].numpy()[:, :, : past + seq], reference, atol=1e-6)  # written in place
+
+
+@pytest.fixture(scope="module")
+def static_exports(tiny_exports, tmp_path_factory):
+    root = tmp_path_factory.mktemp("static")
+    lower_export(tiny_exports["canonical"], root / "all", "ort", kv_cache="static")
+    lower_export(tiny_exports["canonical"], root / "last", "ort", kv_cache="static", logits="last", max_context=128)
+    return root
+
+
+@pytest.mark.parametrize("kind", ["all", "last"])
+def test_every_parity_scenario_passes(static_exports, tmp_path, kind):
+    result = cli("verify", static_exports / kind, "--checkpoint", "bundled:tiny", "--backend", "ort", "--report", tmp_path / "r",
+                 "--max-context", 128, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert {s["name"] for s in report["scenarios"]} >= {"prefill_decode", "left_padded_batch", "long_context"}
+    manifest = ExportDir.open(static_exports / kind).manifest
+    assert manifest.kv_cache == "static" and manifest.max_context == (512 if kind == "all" else 128)
+
+
+def test_the_session_decodes_ragged_rows_in_place(static_exports):
+    """Rows of different lengths in one buffer per layer; each step writes one slot per row, nothing is reallocated."""
+    export = ExportDir.open(static_exports / "all")
+    reference = load_reference_model(Checkpoint.open(TINY_DIR))
+    ids = np.random.default_rng(1).integers(16, 2048, (2, 12))
+    mask = np.ones_like(ids)
+    mask[1, :5] = 0  # row 1 holds 7 tokens, row 0 twelve
+    with OrtRunner(export.model_path, static_context=export.static_context) as runner:
+        session = runner.new_session(export.cache_layout())
+        assert isinstance(session, StaticKVCacheSession)
+        logits = session.prefill(ids, mask)
+        buffer = session.caches["past_key_values.0.key"]
+        address = buffer.ctypes.data
+        expected = TorchRunner(reference).new_session(export.cache_layout())
+        want = expected.prefill(ids, mask)
+        for _ in range(6):
+            token = want[:, -1].argmax(-1)
+            np.testing.assert_allclose(logits[:, -1], want[:, -1], atol=1e-4)
+            logits, want = session.decode(token), expected.decode(token)
+        assert session.caches["past_key_values.0.key"].ctypes.data == address and list(session.filled) == [18, 13]
+        assert not buffer[:, :, 18:].any() and buffer[1, :, 12].any() and not buffer[1, :, 13:].any()
+
+
+def test_an_all_global_model_and_onnxruntime_genai_with_the_shared_buffer(tmp_path):
+    og = pytest.importorskip("onnxruntime_genai", reason="onnxruntime-genai is not installed")
+    checkpoint = lg_random(tmp_path / "ckpt", "1.2b")
+    result = cli("export", checkpoint, "-o", tmp_path / "static", "--target", "ort", "--kv-cache", "static", "--max-context", 96)
+    assert result.exit_code == 0 and "in-place KV cache: 96 slots" in result.output, result.output
+    result = cli("verify", tmp_path / "static", "--checkpoint", checkpoint, "--backend", "ort", "--report", tmp_path / "r",
+                 "--scenario", "prefill_decode", "--scenario", "left_padded_batch", "--quiet")
+    assert result.exit_code == 0, result.output
+    genai = json.loads((tmp_path / "static" / "genai_config.json").read_text())
+    assert genai["search"]["past_present_share_buffer"] is True and genai["search"]["max_length"] == 96
+    chat = ChatTokenizer.open(checkpoint)
+    ids = chat.prompt_ids([{"role": "user", "content": "Show me def dumps"}])
+    model = og.Model(str(tmp_path / "static"))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + 24, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens(ids)
+    theirs = []
+    while not generator.is_done():
+        generator.generate_next_token()
+        theirs.append(int(generator.get_next_tokens()[0]))
+    reference = load_reference_model(Checkpoint.open(checkpoint))
+    ours = list(generate_tokens(TorchRunner(reference).new_session(ExportDir.open(tmp_path / "static").cache_layout()), ids, 24,
+                                chat.stop_ids))
+    assert len(ours) > 10 and theirs[: len(ours)] == ours
+
+
+@pytest.mark.hardening("exports", tried="--kv-cache static on another target, --max-context past the positions or the budget, "
+                       "--max-context without static, a static export to triton", expect="exit 2 naming the option, nothing written")
+def test_bad_static_requests_are_refused(tiny_exports, tmp_path):
+    canonical = tiny_exports["canonical"]
+    cases = [
+        (["lower", canonical, "--target", "standard", "--kv-cache", "static"], "--kv-cache: static (an in-place cache) needs --target ort"),
+        (["lower", canonical, "--target", "ort", "--kv-cache", "static", "--max-context", 600], "--max-context: 600 exceeds the model's max_position_embeddings 512"),
+        (["lower", canonical, "--target", "ort", "--kv-cache", "static", "--max-context", 512, "--kv-budget", 0.001],
+         "over the --kv-budget of 0.001 GiB (at most 262 slots fit)"),
+        (["lower", canonical, "--target", "ort", "--max-context", 64], "--max-context: sizes an in-place cache: it needs --kv-cache static"),
+    ]
+    for args, message in cases:
+        result = cli(*args, "-o", tmp_path / "out")
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert not (tmp_path / "out").exists()
+
+
+def test_triton_refuses_a_static_export(static_exports, tmp_path):
+    result = cli("triton", static_exports / "all", "--repo", tmp_path / "repo")
+    assert result.exit_code == 2 and "has an in-place KV cache" in result.output and not (tmp_path / "repo").exists()
