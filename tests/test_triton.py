@@ -103,6 +103,22 @@ def test_check_refuses_generation_models_without_template_tokenizer_or_stop_toke
     assert result.exit_code == 2 and "generation_config.json: eos_token_id: must be a token id" in result.output
 
 
+def test_a_repository_whose_template_was_deleted_fails_to_load_naming_the_file(repo, tmp_path):
+    """The server refuses to load the generation models, and its log names the missing file."""
+    if ensure_triton() is None:
+        pytest.skip("the Triton server could not be unpacked (scripts/setup_triton.sh needs the nvidia-pytriton wheel)")
+    broken = tmp_path / "repo"
+    shutil.copytree(repo, broken)
+    for name in ("exaone4", "exaone4_stream"):
+        (broken / name / "1" / "chat_template.jinja").unlink()
+    log = tmp_path / "tritonserver.log"
+    with pytest.raises(RuntimeError, match="failed to load all models"):
+        with triton_server(broken, log, timeout=90):
+            pass
+    for name in ("exaone4", "exaone4_stream"):
+        assert f"{name}/1/chat_template.jinja: missing: the generation model needs the chat template" in log.read_text()
+
+
 def test_triton_refuses_a_checkpoint_without_a_template(lg_bundled_exports, tmp_path):
     export = tmp_path / "export"
     shutil.copytree(lg_bundled_exports["ort"], export)

@@ -32,7 +32,7 @@ from exaone4.exporter.chat import (  # noqa: E402
     read_messages,
     read_tools,
 )
-from exaone4.exporter.contract import LOGITS, CacheLayout, present_for  # noqa: E402
+from exaone4.exporter.contract import CHAT_TEMPLATE_FILE, LOGITS, CacheLayout, present_for  # noqa: E402
 from exaone4.exporter.errors import InputError  # noqa: E402
 from exaone4.exporter.generate import generate_tokens  # noqa: E402
 from exaone4.exporter.session import KVCacheSession, Runner  # noqa: E402
@@ -63,6 +63,8 @@ class TritonPythonModel:
         with open(os.path.join(here, SPEC_FILE)) as f:
             spec = json.load(f)
         self.chat = ChatTokenizer.open(here)  # an InputError here names the file: the model fails to load
+        if self.chat.template is None:
+            raise InputError(os.path.join(here, CHAT_TEMPLATE_FILE), "missing: the generation model needs the chat template")
         self.layout = CacheLayout(spec["num_layers"], spec["num_kv_heads"], spec["head_dim"], np.dtype(spec["kv_dtype"]))
         self.context = spec["max_position_embeddings"]
         outputs = [LOGITS, *[present_for(name) for name in self.layout.empty(1)]]
