@@ -19,14 +19,15 @@ from pathlib import Path
 
 from ..artifacts import ExportDir
 from ..checkpoint import Checkpoint
-from ..contract import CacheLayout
+from ..contract import TOKENIZER_FILE, CacheLayout
 from ..errors import InputError
 from ..load import load_reference_model
 from ..runners import OrtRunner, Runner, TorchRunner, TransformersRunner
+from . import perplexity
 from .harness import compare, run_scenario
 from .polygraphy_io import RecordingRunner, save_polygraphy
 from .scenarios import build_scenarios
-from .tolerances import TOLERANCES, precision_of
+from .tolerances import PERPLEXITY_TOLERANCES, TOLERANCES, precision_of
 
 BACKENDS = ("ort", "transformers", "trt")
 
@@ -40,6 +41,8 @@ class VerifyOptions:
     engine_dir: Path | None = None  # the TensorRT engine for the trt backend
     polygraphy_dir: Path | None = None  # also save feeds / reference outputs in Polygraphy's formats
     ort_device: str = "cpu"  # or "cuda": the ort backend on onnxruntime-gpu's CUDA execution provider
+    text: Path | None = None  # UTF-8 text for the perplexity scenario; None: the bundled model's held-out text
+    text_window: int = perplexity.DEFAULT_WINDOW  # tokens per prefill of that scenario (also capped by the context)
 
 
 ORT_PROVIDERS = {"cpu": ("CPUExecutionProvider",), "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider")}
@@ -105,10 +108,11 @@ def verify_export(
     tolerance = TOLERANCES[precision]
     scenarios = build_scenarios(checkpoint.config, options.seed, options.max_context)
     if options.scenarios:
-        unknown = set(options.scenarios) - {s.name for s in scenarios}
+        unknown = set(options.scenarios) - {s.name for s in scenarios} - {perplexity.NAME}
         if unknown:
             raise InputError("--scenario", f"unknown scenario(s) {', '.join(sorted(unknown))}")
         scenarios = [s for s in scenarios if s.name in options.scenarios]
+    text, text_skipped = _perplexity_text(export, options)  # bad text refused before any work
 
     progress("loading reference model")
     reference = RecordingRunner(TorchRunner(load_reference_model(checkpoint), hidden_states=True))
@@ -145,10 +149,15 @@ def verify_export(
                 got = run_scenario(runner, layout, scenario, ref_trace.decode_tokens)
                 entry["results"][name] = compare(ref_trace, got, checkpoint.config.num_layers, tolerance)
             results.append(entry)
+        ppl = None
+        if text is not None or text_skipped:
+            ppl = _perplexity(reference, reference_layout, backends, text, text_skipped, export, checkpoint, options,
+                              precision, progress)
 
     if options.polygraphy_dir is not None:
         save_polygraphy(reference.records, options.polygraphy_dir)
     passed = all(r["passed"] for s in results for r in s["results"].values())
+    passed = passed and (ppl is None or all(r["passed"] for r in ppl["results"].values()))
     return {
         "format": "exaone4-parity/1",
         "passed": passed,
@@ -161,6 +170,41 @@ def verify_export(
         "backends": list(backends),
         "skipped": skipped,
         "scenarios": results,
+        "perplexity": ppl,
         "machine": f"{platform.machine()}, {platform.python_version()}",
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def _perplexity_text(export: ExportDir, options: VerifyOptions) -> tuple[perplexity.Text | None, str | None]:
+    """(the text, None) when the perplexity scenario runs; (None, why) when it is skipped; (None, None): not selected."""
+    selected = not options.scenarios or perplexity.NAME in options.scenarios
+    if not selected:
+        if options.text is not None:
+            raise InputError("--text", f"given, but --scenario does not select {perplexity.NAME}")
+        return None, None
+    if options.text is None and not (export.directory / TOKENIZER_FILE).is_file():
+        return None, f"the export has no {TOKENIZER_FILE} to tokenize the default text with"
+    return perplexity.read_text(options.text, export.directory), None
+
+
+def _perplexity(reference, reference_layout, backends, text, skipped_why, export, checkpoint, options, precision,
+                progress) -> dict:
+    """The report's `perplexity` entry: the scenario run on the backends that run the export, or why not."""
+    skipped = {name: f"the {perplexity.NAME} scenario scores {', '.join(perplexity.BACKENDS)} only"
+               for name in backends if name not in perplexity.BACKENDS}
+    scored = {name: backend for name, backend in backends.items() if name in perplexity.BACKENDS}
+    if export.manifest.logits != "all":
+        skipped_why = (f"the {perplexity.NAME} scenario needs every position's logits: this export has "
+                       f"--logits {export.manifest.logits}; export (or lower) it with --logits all")
+    if skipped_why:
+        skipped.update({name: skipped_why for name in scored})
+        scored = {}
+    window = min(options.text_window, checkpoint.config.max_position_embeddings)
+    tolerance = PERPLEXITY_TOLERANCES[precision]
+    if not scored:
+        entry = {"text": text.to_dict() if text else None, "window": window, "tolerance": tolerance.to_dict(), "results": {}}
+    else:
+        progress(f"{perplexity.NAME}: {len(text.ids)} tokens")
+        entry = perplexity.run_perplexity(reference, reference_layout, scored, text, window, tolerance, progress)
+    return {**entry, "skipped": skipped}

@@ -18,4 +18,4 @@ from ..contract import HELDOUT_TEXT_FILE
 TINY_DIR = Path(__file__).resolve().parent
 BUNDLED_NAME = "bundled:tiny"
 HELDOUT_TEXT = TINY_DIR / HELDOUT_TEXT_FILE
-HELDOUT_SOURCE = "CPython 3.11.7 Lib/encodings/punycode.py (held out from the bundled model's training)"
+HELDOUT_SOURCE = "the bundled model's held-out text: CPython 3.11.7 Lib/encodings/punycode.py"
