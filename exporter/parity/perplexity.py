@@ -36,6 +36,7 @@ DEFAULT_WINDOW = 512
 # The backends that run the export itself; transformers runs the checkpoint (a second reference, compared
 # with ours by the other scenarios), and the trt backend is not scored here yet.
 BACKENDS = ("ort",)
+NOT_SCORED = f"the {NAME} scenario scores {', '.join(BACKENDS)} only"
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,16 @@ def run_perplexity(
     reference: Runner,
     reference_layout: CacheLayout,
     backends: dict[str, tuple[Runner, CacheLayout]],
-    text: Text,
+    text: Text | None,
     window: int,
     tolerance: PerplexityTolerance,
     progress: Callable[[str], None] = lambda message: None,
 ) -> dict:
-    """Score the text on the reference and each backend; the report's `perplexity` entry, less `skipped`."""
-    spans = windows(len(text.ids), window)
+    """Score the text on the reference and each backend; the report's `perplexity` entry, less `skipped`.
+
+    With no backend to score nothing runs (and `text` may be None: there was none to read).
+    """
+    spans = windows(len(text.ids), window) if text is not None and backends else []
     parts: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in backends}
     for index, (start, end) in enumerate(spans):
         progress(f"{NAME}: window {index + 1} of {len(spans)}")
@@ -114,10 +118,10 @@ def run_perplexity(
         failures = perplexity_failures(summary, tolerance)
         results[name] = {"passed": not failures, "failures": failures, **summary}
     return {
-        "text": text.to_dict(),
+        "text": text.to_dict() if text is not None else None,
         "window": window,
         "windows": len(spans),
-        "positions": len(text.ids) - 1,
+        "positions": len(text.ids) - 1 if spans else 0,
         "reference_perplexity": next(iter(results.values()))["reference_perplexity"] if results else None,
         "tolerance": tolerance.to_dict(),
         "results": results,

@@ -112,7 +112,7 @@ def verify_export(
         if unknown:
             raise InputError("--scenario", f"unknown scenario(s) {', '.join(sorted(unknown))}")
         scenarios = [s for s in scenarios if s.name in options.scenarios]
-    text, text_skipped = _perplexity_text(export, options)  # bad text refused before any work
+    text, ppl_why_not = _perplexity_text(export, options)  # a bad --text refused before any work
 
     progress("loading reference model")
     reference = RecordingRunner(TorchRunner(load_reference_model(checkpoint), hidden_states=True))
@@ -150,9 +150,12 @@ def verify_export(
                 entry["results"][name] = compare(ref_trace, got, checkpoint.config.num_layers, tolerance)
             results.append(entry)
         ppl = None
-        if text is not None or text_skipped:
-            ppl = _perplexity(reference, reference_layout, backends, text, text_skipped, export, checkpoint, options,
-                              precision, progress)
+        if text is not None or ppl_why_not:
+            scored = {} if ppl_why_not else {n: backend for n, backend in backends.items() if n in perplexity.BACKENDS}
+            window = min(options.text_window, checkpoint.config.max_position_embeddings)
+            ppl = perplexity.run_perplexity(reference, reference_layout, scored, text, window, PERPLEXITY_TOLERANCES[precision],
+                                            progress)
+            ppl["skipped"] = {n: ppl_why_not or perplexity.NOT_SCORED for n in backends if n not in scored}
 
     if options.polygraphy_dir is not None:
         save_polygraphy(reference.records, options.polygraphy_dir)
@@ -177,34 +180,20 @@ def verify_export(
 
 
 def _perplexity_text(export: ExportDir, options: VerifyOptions) -> tuple[perplexity.Text | None, str | None]:
-    """(the text, None) when the perplexity scenario runs; (None, why) when it is skipped; (None, None): not selected."""
-    selected = not options.scenarios or perplexity.NAME in options.scenarios
-    if not selected:
+    """The perplexity scenario's text, and why its backends are not scored (None: they are).
+
+    (None, None) when --scenario leaves it out. The text is read whenever the scenario is selected
+    (a bad --text is bad input even for an export the scenario then skips), except the default text
+    for an export without a tokenizer.
+    """
+    if options.scenarios and perplexity.NAME not in options.scenarios:
         if options.text is not None:
             raise InputError("--text", f"given, but --scenario does not select {perplexity.NAME}")
         return None, None
     if options.text is None and not (export.directory / TOKENIZER_FILE).is_file():
         return None, f"the export has no {TOKENIZER_FILE} to tokenize the default text with"
-    return perplexity.read_text(options.text, export.directory), None
-
-
-def _perplexity(reference, reference_layout, backends, text, skipped_why, export, checkpoint, options, precision,
-                progress) -> dict:
-    """The report's `perplexity` entry: the scenario run on the backends that run the export, or why not."""
-    skipped = {name: f"the {perplexity.NAME} scenario scores {', '.join(perplexity.BACKENDS)} only"
-               for name in backends if name not in perplexity.BACKENDS}
-    scored = {name: backend for name, backend in backends.items() if name in perplexity.BACKENDS}
+    text = perplexity.read_text(options.text, export.directory)
     if export.manifest.logits != "all":
-        skipped_why = (f"the {perplexity.NAME} scenario needs every position's logits: this export has "
-                       f"--logits {export.manifest.logits}; export (or lower) it with --logits all")
-    if skipped_why:
-        skipped.update({name: skipped_why for name in scored})
-        scored = {}
-    window = min(options.text_window, checkpoint.config.max_position_embeddings)
-    tolerance = PERPLEXITY_TOLERANCES[precision]
-    if not scored:
-        entry = {"text": text.to_dict() if text else None, "window": window, "tolerance": tolerance.to_dict(), "results": {}}
-    else:
-        progress(f"{perplexity.NAME}: {len(text.ids)} tokens")
-        entry = perplexity.run_perplexity(reference, reference_layout, scored, text, window, tolerance, progress)
-    return {**entry, "skipped": skipped}
+        return text, (f"the {perplexity.NAME} scenario needs every position's logits: this export has --logits "
+                      f"{export.manifest.logits}; export (or lower) it with --logits all")
+    return text, None
