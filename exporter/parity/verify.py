@@ -6,6 +6,8 @@ The reference is our PyTorch model in fp32 on the checkpoint. Backends:
 `ort` (the export in onnxruntime), `transformers` (the checkpoint in
 transformers, an independent second reference), `trt` (a TensorRT engine built
 from the export, `--engine`; skipped with the reason where no GPU is present).
+Besides the synthetic scenarios, the perplexity scenario (perplexity.py) scores
+real text, `--text` or the bundled model's held-out text, on the ort backend.
 """
 
 from __future__ import annotations
