@@ -328,12 +328,16 @@ def _progress(quiet: bool, as_json: bool = False):
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--max-context", default=4096, show_default=True, type=click.IntRange(8),
               help="Cap on the long-context scenario's length.")
+@click.option("--text", "text_file", type=click.Path(path_type=Path), default=None,
+              help="UTF-8 text for the perplexity scenario (default: the bundled model's held-out text).")
+@click.option("--text-window", default=512, show_default=True, type=click.IntRange(2),
+              help="Tokens per prefill of the perplexity scenario (also capped by the model's context).")
 @click.option("--force", is_flag=True, help="Overwrite a report directory that holds something else.")
 @click.option("--quiet", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines on stderr; the result as JSON on stdout.")
 @reports_bad_input
 def verify(export_dir, checkpoint, backends, report_dir, scenarios, engine_dir, polygraphy_dir, ort_device, seed, max_context,
-           force, quiet, as_json) -> None:
+           text_file, text_window, force, quiet, as_json) -> None:
     """Check EXPORT_DIR against the PyTorch reference; exit 0 within tolerance, 1 parity failure, 2 bad input."""
     from .parity.report import check_report_dir, markdown, write_report
     from .parity.verify import VerifyOptions, verify_export
@@ -341,7 +345,7 @@ def verify(export_dir, checkpoint, backends, report_dir, scenarios, engine_dir, 
     check_report_dir(report_dir, force)
     options = VerifyOptions(backends=tuple(backends) or ("ort", "transformers"), seed=seed, max_context=max_context,
                             scenarios=tuple(scenarios) or None, engine_dir=engine_dir, polygraphy_dir=polygraphy_dir,
-                            ort_device=ort_device)
+                            ort_device=ort_device, text=text_file, text_window=text_window)
     with _progress(quiet, as_json) as step:
         report = verify_export(export_dir, model_dir(checkpoint), options, progress=step)
         write_report(report, report_dir, force=force)
@@ -349,8 +353,9 @@ def verify(export_dir, checkpoint, backends, report_dir, scenarios, engine_dir, 
         import json
 
         summary = {s["name"]: {b: r["passed"] for b, r in s["results"].items()} for s in report["scenarios"]}
+        ppl = report["perplexity"] and {b: r["passed"] for b, r in report["perplexity"]["results"].items()}
         click.echo(json.dumps({"passed": report["passed"], "report": str(report_dir), "scenarios": summary,
-                               "skipped": report["skipped"]}))
+                               "perplexity": ppl, "skipped": report["skipped"]}))
     elif not quiet:
         click.echo(markdown(report).split("\n\nScenarios:")[0])
         click.echo(f"report written to {report_dir}", err=True)

@@ -59,6 +59,38 @@ def logits_metrics(expected: np.ndarray, got: np.ndarray) -> dict[str, float]:
     return metrics
 
 
+def next_token_metrics(expected: np.ndarray, got: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+    """Per position of logits [N, vocab] whose next tokens are `targets` [N]: what perplexity is made of.
+
+    nll_reference / nll: -log p(target) under the reference / the backend;
+    kl: KL(reference || backend) of the next-token distributions; top1: whether the argmaxes agree.
+    """
+    a = np.asarray(expected, np.float64).reshape(-1, expected.shape[-1])
+    b = np.asarray(got, np.float64).reshape(-1, got.shape[-1])
+    rows, targets = np.arange(a.shape[0]), np.asarray(targets).reshape(-1)
+    log_p, log_q = _log_softmax(a), _log_softmax(b)
+    return {
+        "nll_reference": -log_p[rows, targets],
+        "nll": -log_q[rows, targets],
+        "kl": (np.exp(log_p) * (log_p - log_q)).sum(-1),
+        "top1": a.argmax(-1) == b.argmax(-1),
+    }
+
+
+def perplexity_summary(per_position: dict[str, np.ndarray]) -> dict[str, float]:
+    """Perplexities exp(mean NLL), the backend's relative difference (signed), top-1 agreement, mean / max KL."""
+    reference = float(np.exp(per_position["nll_reference"].mean()))
+    perplexity = float(np.exp(per_position["nll"].mean()))
+    return {
+        "reference_perplexity": reference,
+        "perplexity": perplexity,
+        "rel_diff": perplexity / reference - 1.0,
+        "top1": float(per_position["top1"].mean()),
+        "kl_mean": float(per_position["kl"].mean()),
+        "kl_max": float(per_position["kl"].max()),
+    }
+
+
 def greedy_match_length(expected: list[int], got: list[int]) -> int:
     """How many leading tokens of two greedy continuations agree."""
     length = 0

@@ -63,10 +63,10 @@ def markdown(report: dict) -> str:
         "",
         f"Export `{report['export']['directory']}` ({report['export']['target']}, {report['export']['dtype']}) "
         f"against the PyTorch reference on `{report['checkpoint']}`; precision class **{report['precision']}**, seed {report['seed']}.",
-        "",
-        "| scenario | backend | result | logits max abs | max rel | min cosine | max KL | top-1 | top-5 | KV max rel | greedy match | first divergence |",  # noqa: E501
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if report["scenarios"]:  # none when only the perplexity scenario was selected
+        lines += ["", "| scenario | backend | result | logits max abs | max rel | min cosine | max KL | top-1 | top-5 | KV max rel | "
+                  "greedy match | first divergence |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for scenario in report["scenarios"]:
         for backend, result in scenario["results"].items():
             s = _summary(result)
@@ -83,7 +83,11 @@ def markdown(report: dict) -> str:
     lines += ["", "Tolerances (" + report["precision"] + "): " + ", ".join(f"{k} {v:g}" for k, v in report["tolerance"].items()), ""]
     for backend, why in report["skipped"].items():
         lines.append(f"- `{backend}` skipped: {why}")
+    ppl = report.get("perplexity")
+    if ppl:
+        lines += ([] if lines[-1] == "" else [""]) + perplexity_markdown(ppl, report["precision"])
     failures = [(s["name"], b, f) for s in report["scenarios"] for b, r in s["results"].items() for f in r["failures"]]
+    failures += [("perplexity", b, f) for b, r in (ppl or {}).get("results", {}).items() for f in r["failures"]]
     if failures:
         lines += ["", "## Failures", ""] + [f"- {name} / {backend}: {failure}" for name, backend, failure in failures]
     lines += ["", "Scenarios:", ""] + [f"- `{s['name']}`: {s['description']}" for s in report["scenarios"]]
@@ -91,21 +95,45 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def perplexity_markdown(ppl: dict, precision: str) -> list[str]:
+    """The perplexity section: the text, the reference's perplexity, one row per scored backend, skips."""
+    lines = ["## Perplexity on real text", ""]
+    if ppl["text"]:
+        text = ppl["text"]
+        lines.append(f"Text: {text['source']} ({text['tokens']} tokens, windows of at most {ppl['window']})"
+                     + (f"; reference perplexity **{ppl['reference_perplexity']:.4f}**." if ppl["results"] else "."))
+    if ppl["results"]:
+        lines += ["", "| backend | result | perplexity | rel diff | top-1 | mean KL | max KL |", "|---|---|---|---|---|---|---|"]
+        for backend, r in ppl["results"].items():
+            lines.append(f"| {backend} | {'pass' if r['passed'] else '**FAIL**'} | {r['perplexity']:.4f} | {r['rel_diff']:+.3g} | "
+                         f"{_fmt(r['top1'], 4)} | {_fmt(r['kl_mean'])} | {_fmt(r['kl_max'])} |")
+        bounds = ", ".join(f"{k} {v:g}" for k, v in ppl["tolerance"].items() if v is not None)
+        lines += ["", f"Tolerances ({precision}): {bounds}"]
+    lines += [""] + [f"- `{backend}` not scored: {why}" for backend, why in ppl["skipped"].items()]
+    return lines
+
+
 def junit(report: dict) -> ET.Element:
     cases = [(s, b, r) for s in report["scenarios"] for b, r in s["results"].items()]
+    ppl = report.get("perplexity") or {"results": {}, "skipped": {}}
+    cases += [({"name": "perplexity"}, b, r) for b, r in ppl["results"].items()]
+    skips = [("all-scenarios", b, why) for b, why in report["skipped"].items()]
+    skips += [("perplexity", b, why) for b, why in ppl["skipped"].items()]
     failures = sum(not r["passed"] for _, _, r in cases)
-    suites = ET.Element("testsuites", name="exaone4-parity", tests=str(len(cases) + len(report["skipped"])), failures=str(failures))
-    suite = ET.SubElement(suites, "testsuite", name="exaone4-parity", tests=str(len(cases) + len(report["skipped"])),
-                          failures=str(failures), skipped=str(len(report["skipped"])), time=str(report["seconds"]))
+    suites = ET.Element("testsuites", name="exaone4-parity", tests=str(len(cases) + len(skips)), failures=str(failures))
+    suite = ET.SubElement(suites, "testsuite", name="exaone4-parity", tests=str(len(cases) + len(skips)),
+                          failures=str(failures), skipped=str(len(skips)), time=str(report["seconds"]))
     for scenario, backend, result in cases:
         case = ET.SubElement(suite, "testcase", classname=f"parity.{backend}", name=scenario["name"])
-        summary = _summary(result)
+        perplexity = "steps" not in result
+        summary = {k: v for k, v in result.items() if k not in ("passed", "failures")} if perplexity else _summary(result)
         ET.SubElement(case, "system-out").text = json.dumps(summary)
         if not result["passed"]:
             failure = ET.SubElement(case, "failure", message=result["failures"][0], type="ParityFailure")
-            failure.text = "\n".join(result["failures"] + [f"first divergence: {json.dumps(result['first_divergence'])}"])
-    for backend, why in report["skipped"].items():
-        case = ET.SubElement(suite, "testcase", classname=f"parity.{backend}", name="all-scenarios")
+            where = [] if perplexity else [f"first divergence: {json.dumps(result['first_divergence'])}"]
+            failure.text = "\n".join(result["failures"] + where)
+    for name, backend, why in skips:
+        case = ET.SubElement(suite, "testcase", classname=f"parity.{backend}", name=name)
         ET.SubElement(case, "skipped", message=why)
     return suites
 

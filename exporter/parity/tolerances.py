@@ -19,6 +19,10 @@ margin over what the bundled model measures with per-channel weight scales
 (logits max rel 0.049, KV 0.082, min cosine 0.9946, KL 0.009, top-1 0.92 over
 a scenario; docs/tensorrt.md), except top-1, which is also what a deployment
 would accept.
+
+The perplexity scenario (real text, every position) has its own row per class,
+`PERPLEXITY_TOLERANCES`, keyed by the same class names; its bounds are argued
+beside the table.
 """
 
 from __future__ import annotations
@@ -43,6 +47,41 @@ TOLERANCES = {
     "fp32": Tolerance(logits_rel=1e-4, cosine=0.999999, kl=1e-6, top1=1.0, kv_rel=1e-4, hidden_rel=1e-4),
     "fp16": Tolerance(logits_rel=2e-2, cosine=0.999, kl=2e-3, top1=0.97, kv_rel=2e-2, hidden_rel=3e-2),
     "fp8": Tolerance(logits_rel=0.15, cosine=0.98, kl=0.03, top1=0.9, kv_rel=0.2, hidden_rel=0.25),
+}
+
+
+@dataclass(frozen=True)
+class PerplexityTolerance:
+    """Bounds of the perplexity scenario (real text, every position scored); None: reported, not judged.
+
+    ppl_rel: |export perplexity / reference perplexity - 1|; top1: argmax agreement over all
+    positions; kl_mean: mean KL(reference || export) per position.
+    """
+
+    ppl_rel: float
+    top1: float | None
+    kl_mean: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# Measured on the bundled model's held-out text (2209 positions; docs/parity-report.md#perplexity-on-real-text):
+#   fp32 ort  rel diff 4.9e-8, top-1 1.0,    mean KL 7.4e-13
+#   fp16 ort  rel diff 1.3e-5, top-1 0.9986, mean KL 4.9e-7
+#   fp8       rel diff 2.6e-3, top-1 0.962,  mean KL 2.4e-3
+# fp32 and fp16 bounds sit two orders of magnitude above that (fp32 KL at the per-step bound above; top-1
+# allows the odd near-tie flipping), fp8 at 4-8x, with top-1 at the per-step fp8 bound. The relative
+# perplexity difference is the weakest check: errors of either sign cancel in the mean NLL (a 1.5x gate_proj
+# on layer 0 moves it by -1.5e-4 while the mean KL rises to 2e-3), so KL and top-1 carry the parity.
+# int8 / int4 are issue 14's accuracy goals for weight-only quantized exports, ready for precision_of to
+# select; their KL (and int4's top-1) are reported, not judged, until measured.
+PERPLEXITY_TOLERANCES = {
+    "fp32": PerplexityTolerance(ppl_rel=1e-5, top1=0.999, kl_mean=1e-6),
+    "fp16": PerplexityTolerance(ppl_rel=1e-3, top1=0.99, kl_mean=1e-4),
+    "fp8": PerplexityTolerance(ppl_rel=0.02, top1=0.9, kl_mean=0.01),
+    "int8": PerplexityTolerance(ppl_rel=5e-3, top1=0.99, kl_mean=None),
+    "int4": PerplexityTolerance(ppl_rel=0.03, top1=None, kl_mean=None),
 }
 
 

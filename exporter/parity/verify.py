@@ -6,6 +6,8 @@ The reference is our PyTorch model in fp32 on the checkpoint. Backends:
 `ort` (the export in onnxruntime), `transformers` (the checkpoint in
 transformers, an independent second reference), `trt` (a TensorRT engine built
 from the export, `--engine`; skipped with the reason where no GPU is present).
+Besides the synthetic scenarios, the perplexity scenario (perplexity.py) scores
+real text, `--text` or the bundled model's held-out text, on the ort backend.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from pathlib import Path
 
 from ..artifacts import ExportDir
 from ..checkpoint import Checkpoint
-from ..contract import CacheLayout
+from ..contract import TOKENIZER_FILE, CacheLayout
 from ..errors import InputError
 from ..load import load_reference_model
 from ..runners import OrtRunner, Runner, TorchRunner, TransformersRunner
+from . import perplexity
 from .harness import compare, run_scenario
 from .polygraphy_io import RecordingRunner, save_polygraphy
 from .scenarios import build_scenarios
-from .tolerances import TOLERANCES, precision_of
+from .tolerances import PERPLEXITY_TOLERANCES, TOLERANCES, precision_of
 
 BACKENDS = ("ort", "transformers", "trt")
 
@@ -40,6 +43,8 @@ class VerifyOptions:
     engine_dir: Path | None = None  # the TensorRT engine for the trt backend
     polygraphy_dir: Path | None = None  # also save feeds / reference outputs in Polygraphy's formats
     ort_device: str = "cpu"  # or "cuda": the ort backend on onnxruntime-gpu's CUDA execution provider
+    text: Path | None = None  # UTF-8 text for the perplexity scenario; None: the bundled model's held-out text
+    text_window: int = perplexity.DEFAULT_WINDOW  # tokens per prefill of that scenario (also capped by the context)
 
 
 ORT_PROVIDERS = {"cpu": ("CPUExecutionProvider",), "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider")}
@@ -106,10 +111,11 @@ def verify_export(
     tolerance = TOLERANCES[precision]
     scenarios = build_scenarios(checkpoint.config, options.seed, options.max_context)
     if options.scenarios:
-        unknown = set(options.scenarios) - {s.name for s in scenarios}
+        unknown = set(options.scenarios) - {s.name for s in scenarios} - {perplexity.NAME}
         if unknown:
             raise InputError("--scenario", f"unknown scenario(s) {', '.join(sorted(unknown))}")
         scenarios = [s for s in scenarios if s.name in options.scenarios]
+    text, ppl_why_not = _perplexity_text(export, options)  # a bad --text refused before any work
 
     progress("loading reference model")
     reference = RecordingRunner(TorchRunner(load_reference_model(checkpoint), hidden_states=True))
@@ -146,10 +152,18 @@ def verify_export(
                 got = run_scenario(runner, layout, scenario, ref_trace.decode_tokens)
                 entry["results"][name] = compare(ref_trace, got, checkpoint.config.num_layers, tolerance)
             results.append(entry)
+        ppl = None
+        if text is not None or ppl_why_not:
+            scored = {} if ppl_why_not else {n: backend for n, backend in backends.items() if n in perplexity.BACKENDS}
+            window = min(options.text_window, checkpoint.config.max_position_embeddings)
+            ppl = perplexity.run_perplexity(reference, reference_layout, scored, text, window, PERPLEXITY_TOLERANCES[precision],
+                                            progress)
+            ppl["skipped"] = {n: ppl_why_not or perplexity.NOT_SCORED for n in backends if n not in scored}
 
     if options.polygraphy_dir is not None:
         save_polygraphy(reference.records, options.polygraphy_dir)
     passed = all(r["passed"] for s in results for r in s["results"].values())
+    passed = passed and (ppl is None or all(r["passed"] for r in ppl["results"].values()))
     return {
         "format": "exaone4-parity/1",
         "passed": passed,
@@ -162,6 +176,27 @@ def verify_export(
         "backends": list(backends),
         "skipped": skipped,
         "scenarios": results,
+        "perplexity": ppl,
         "machine": f"{platform.machine()}, {platform.python_version()}",
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def _perplexity_text(export: ExportDir, options: VerifyOptions) -> tuple[perplexity.Text | None, str | None]:
+    """The perplexity scenario's text, and why its backends are not scored (None: they are).
+
+    (None, None) when --scenario leaves it out. The text is read whenever the scenario is selected
+    (a bad --text is bad input even for an export the scenario then skips), except the default text
+    for an export without a tokenizer.
+    """
+    if options.scenarios and perplexity.NAME not in options.scenarios:
+        if options.text is not None:
+            raise InputError("--text", f"given, but --scenario does not select {perplexity.NAME}")
+        return None, None
+    if options.text is None and not (export.directory / TOKENIZER_FILE).is_file():
+        return None, f"the export has no {TOKENIZER_FILE} to tokenize the default text with"
+    text = perplexity.read_text(options.text, export.directory)
+    if export.manifest.logits != "all":
+        return text, (f"the {perplexity.NAME} scenario needs every position's logits: this export has --logits "
+                      f"{export.manifest.logits}; export (or lower) it with --logits all")
+    return text, None
