@@ -26,7 +26,7 @@ import numpy as np
 from ..chat import ChatTokenizer
 from ..contract import CacheLayout
 from ..errors import InputError
-from ..runners import KVCacheSession, Runner
+from ..runners import Runner
 from ..tiny import HELDOUT_SOURCE, HELDOUT_TEXT
 from .metrics import next_token_metrics, perplexity_summary
 from .tolerances import PerplexityTolerance
@@ -88,7 +88,7 @@ def windows(count: int, size: int) -> list[tuple[int, int]]:
 
 def _prefill(runner: Runner, layout: CacheLayout, ids: np.ndarray) -> np.ndarray:
     """Logits [S, vocab] of one unpadded prefill."""
-    return KVCacheSession(runner, layout).prefill(ids[None])[0]
+    return runner.new_session(layout).prefill(ids[None])[0]
 
 
 def run_perplexity(
