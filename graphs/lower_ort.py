@@ -55,6 +55,11 @@ def _group_query_attention(tape: ir.tape.Tape, attn: CustomAttention) -> list[ir
         None, None, None, None, None,  # head_sink, k_scale, v_scale, q/k norm weights
         query_seqlens,
     ]
+    return group_query_attention(tape, attn, inputs)
+
+
+def group_query_attention(tape: ir.tape.Tape, attn: CustomAttention, inputs: list) -> list[ir.Value]:
+    """The GroupQueryAttention node for `attn`'s heads, scale and window; RoPE already applied (do_rotary 0)."""
     attributes = {
         "num_heads": attn.num_heads,
         "kv_num_heads": attn.kv_num_heads,

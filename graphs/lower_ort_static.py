@@ -24,7 +24,7 @@ import onnx_ir as ir
 
 from ..exporter.contract import PAST_PREFIX, PRESENT_PREFIX
 from .attention_parts import CustomAttention, constant, lengths, lower_each_attention, rotate
-from .lower_ort import MS_DOMAIN, int32
+from .lower_ort import MS_DOMAIN, group_query_attention, int32
 
 MAX_CONTEXT = "max_context"  # symbolic length of the in-place buffers
 
@@ -37,14 +37,7 @@ def _in_place_attention(tape: ir.tape.Tape, attn: CustomAttention) -> list[ir.Va
     filled = tape.op("ReduceSum", [attn.inputs["attention_mask"], constant(tape, [1])], attributes={"keepdims": 0})  # [B]
     seqlens_k = int32(tape, tape.op("Sub", [filled, constant(tape, 1)]))
     inputs = [q, k, attn.inputs["value"], attn.inputs["past_key"], attn.inputs["past_value"], seqlens_k, int32(tape, total)]
-    attributes = {
-        "num_heads": attn.num_heads,
-        "kv_num_heads": attn.kv_num_heads,
-        "scale": attn.scale,
-        "local_window_size": attn.window if attn.window > 0 else -1,
-        "do_rotary": 0,
-    }
-    return list(tape.op_multi_out("GroupQueryAttention", inputs, attributes=attributes, domain=MS_DOMAIN, num_outputs=3))
+    return group_query_attention(tape, attn, inputs)
 
 
 def _rename_cache_dims(model: ir.Model) -> int:

@@ -17,6 +17,19 @@ from exaone4.exporter.runners import CacheLayout, KVCacheSession, TorchRunner
 from exaone4.exporter.tiny import TINY_DIR
 
 
+def genai_greedy(og, model, ids: list[int], new_tokens: int) -> list[int]:
+    """onnxruntime-genai's greedy continuation of `ids` with a loaded `og.Model`."""
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + new_tokens, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens(ids)
+    tokens = []
+    while not generator.is_done():
+        generator.generate_next_token()
+        tokens.append(int(generator.get_next_tokens()[0]))
+    return tokens
+
+
 def test_onnxruntime_genai_generates_our_greedy_tokens(tiny_exports):
     og = pytest.importorskip("onnxruntime_genai", reason="onnxruntime-genai is not installed")
     export = tiny_exports["ort"]
@@ -25,14 +38,7 @@ def test_onnxruntime_genai_generates_our_greedy_tokens(tiny_exports):
     tokenizer = ChatTokenizer.open(TINY_DIR)
     ids = tokenizer.encode(tokenizer.render([{"role": "user", "content": "Show me def dumps"}]))
     model = og.Model(str(export))
-    params = og.GeneratorParams(model)
-    params.set_search_options(max_length=len(ids) + 40, do_sample=False)
-    generator = og.Generator(model, params)
-    generator.append_tokens(ids)
-    genai_tokens = []
-    while not generator.is_done():
-        generator.generate_next_token()
-        genai_tokens.append(int(generator.get_next_tokens()[0]))
+    genai_tokens = genai_greedy(og, model, ids, 40)
     reference = load_reference_model(Checkpoint.open(TINY_DIR))
     ours = list(generate_tokens(KVCacheSession(TorchRunner(reference), CacheLayout.of(reference.config)), ids, 40, {2}))
     assert len(ours) > 10 and genai_tokens == ours

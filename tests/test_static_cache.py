@@ -31,6 +31,7 @@ from exaone4.exporter.tiny import TINY_DIR
 from exaone4.graphs.lower_ort_static import lower_ort_static
 
 from lg_layout import lg_random
+from test_interop import genai_greedy
 from test_trt_plugin import HEADS, KV, D, feeds, one_node_model
 
 MAX_CONTEXT = 32
@@ -125,15 +126,7 @@ def test_an_all_global_model_and_onnxruntime_genai_with_the_shared_buffer(tmp_pa
     assert genai["search"]["past_present_share_buffer"] is True and genai["search"]["max_length"] == 96
     chat = ChatTokenizer.open(checkpoint)
     ids = chat.prompt_ids([{"role": "user", "content": "Show me def dumps"}])
-    model = og.Model(str(tmp_path / "static"))
-    params = og.GeneratorParams(model)
-    params.set_search_options(max_length=len(ids) + 24, do_sample=False)
-    generator = og.Generator(model, params)
-    generator.append_tokens(ids)
-    theirs = []
-    while not generator.is_done():
-        generator.generate_next_token()
-        theirs.append(int(generator.get_next_tokens()[0]))
+    theirs = genai_greedy(og, og.Model(str(tmp_path / "static")), ids, 24)
     reference = load_reference_model(Checkpoint.open(checkpoint))
     ours = list(generate_tokens(TorchRunner(reference).new_session(ExportDir.open(tmp_path / "static").cache_layout()), ids, 24,
                                 chat.stop_ids))
