@@ -80,11 +80,10 @@ import sys
 src = sys.argv[1]
 sys.path[:0] = [src, src + "/gguf-py"]
 import convert_hf_to_gguf as convert
+from conversion import base
 # The random checkpoint carries the bundled tokenizer, whose pre-tokenizer hash llama.cpp does not
 # know; the graph is what is measured (token ids are fed directly), so any known BPE pre-tokenizer does.
-for cls in vars(convert).values():
-    if isinstance(cls, type) and hasattr(cls, "get_vocab_base_pre"):
-        cls.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
 sys.argv = ["convert_hf_to_gguf.py", sys.argv[2], "--outfile", sys.argv[3], "--outtype", "f32"]
 convert.main()
 """
