@@ -47,11 +47,8 @@ def find_tied_pair(graph: ir.Graph) -> tuple[ir.Node, ir.Node, ir.Node] | None:
     return None
 
 
-def quantize_tied_embedding(model: ir.Model, bits: int, block_size: int, symmetric: bool, accuracy_level: int,
-                            weight: np.ndarray | None = None) -> dict[str, int]:
-    """Rewrite the tied pair; returns {"tied": 0 or 1, "bytes_before", "bytes_after", "bytes_if_stored_twice", ...}.
-
-    `weight` ([H, V], optional) replaces E^T before packing (a GPTQ-rounded lm_head)."""
+def quantize_tied_embedding(model: ir.Model, bits: int, block_size: int, symmetric: bool, accuracy_level: int) -> dict[str, int]:
+    """Rewrite the tied pair; returns {"tied": 0 or 1, "bytes_before", "bytes_after", "bytes_if_stored_twice", ...}."""
     graph = model.graph
     pair = find_tied_pair(graph)
     if pair is None:
@@ -59,9 +56,7 @@ def quantize_tied_embedding(model: ir.Model, bits: int, block_size: int, symmetr
     gather, transpose, matmul = pair
     table = gather.inputs[0]
     vocab, hidden = table.shape
-    dtype = table.const_value.numpy().dtype
-    transposed = np.asarray(weight, dtype) if weight is not None else np.ascontiguousarray(table.const_value.numpy().T)
-    packed = pack_weight(transposed, bits, block_size, symmetric, accuracy_level)
+    packed = pack_weight(np.ascontiguousarray(table.const_value.numpy().T), bits, block_size, symmetric, accuracy_level)
     tensors = register_packed(graph, table.name, packed)
     replace_with_matmul_nbits(graph, matmul, matmul.inputs[0], tensors, packed)
     embedding, gather_bytes = _gather_block_quantized(graph, gather, tensors, packed, hidden)
