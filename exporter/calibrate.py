@@ -86,15 +86,21 @@ def calibrate(checkpoint: Checkpoint, ids: list[int], source: str, sequence: int
     amax: dict[str, float] = {}
     hooks = [_record_input_amax(module, name, amax) for name, module in _quantizable_linears(model)]
     try:
-        for start in range(0, len(ids), sequence):
-            piece = torch.tensor([ids[start : start + sequence]])  # [1, S]
-            keys, values = model.empty_cache(1)
-            model(piece, torch.ones_like(piece), torch.arange(piece.shape[1])[None], keys, values)
+        forward_over(model, ids, sequence)
     finally:
         for hook in hooks:
             hook.remove()
     weights = {name: module.weight.abs().amax(dim=1).tolist() for name, module in _quantizable_linears(model)}
     return Calibration(activation_amax=amax, weight_amax=weights, source=source, tokens=len(ids))
+
+
+@torch.no_grad()
+def forward_over(model: Exaone4ForCausalLM, ids: list[int], sequence: int) -> None:
+    """The model over `ids` as independent sequences of at most `sequence` tokens (for its hooks)."""
+    for start in range(0, len(ids), sequence):
+        piece = torch.tensor([ids[start : start + sequence]])  # [1, S]
+        keys, values = model.empty_cache(1)
+        model(piece, torch.ones_like(piece), torch.arange(piece.shape[1])[None], keys, values)
 
 
 def _quantizable_linears(model: Exaone4ForCausalLM):

@@ -173,17 +173,35 @@ def lower(canonical_export, out, target, kv_cache, max_context, kv_budget, logit
 @click.argument("export_dir", type=click.Path(path_type=Path))
 @click.option("--checkpoint", required=True, help="The checkpoint the export came from (or bundled:tiny).")
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--weights", type=click.Choice(["fp8", "int8", "int4"]), default="fp8", show_default=True,
+              help="fp8: E4M3 Q/DQ (any float export; TensorRT). int8/int4: weight-only MatMulNBits (ort exports).")
+@click.option("--block-size", type=click.Choice(["32", "64", "128"]), default=None,
+              help="int8/int4: weights per scale along the input dimension (default 32; must divide every input dimension).")
+@click.option("--method", type=click.Choice(["rtn", "calibrated"]), default=None,
+              help="int8/int4: rtn (round to nearest, default) or calibrated (GPTQ on the reference model's activations).")
+@click.option("--lm-head", type=click.Choice(["int8", "int4"]), default=None,
+              help="int8/int4: the lm_head's (and a tied embedding's) width (default int8: int4 there costs the most accuracy).")
 @click.option("--calib", type=click.Path(path_type=Path), default=None, help="UTF-8 text to calibrate on (default: built-in).")
 @click.option("--force", is_flag=True, help="Overwrite an output directory that is not an earlier export.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Progress as JSON lines on stderr; the result as JSON on stdout.")
 @reports_bad_input
-def quantize(export_dir, checkpoint, out, calib, force, quiet, as_json) -> None:
-    """FP8 (E4M3) Q/DQ export from EXPORT_DIR, calibrated on the reference model."""
-    from .quantize import quantize_export
+def quantize(export_dir, checkpoint, out, weights, block_size, method, lm_head, calib, force, quiet, as_json) -> None:
+    """Quantized export from EXPORT_DIR: fp8 Q/DQ calibrated on the reference model (default), or int8/int4 weights."""
+    if weights == "fp8":
+        from .quantize import quantize_export
 
-    with _progress(quiet, as_json) as step:
-        manifest = quantize_export(export_dir, model_dir(checkpoint), out, calib, force=force, progress=step)
+        for name, value in (("--block-size", block_size), ("--method", method), ("--lm-head", lm_head)):
+            if value is not None:
+                raise InputError(name, "applies to --weights int8|int4 only")
+        with _progress(quiet, as_json) as step:
+            manifest = quantize_export(export_dir, model_dir(checkpoint), out, calib, force=force, progress=step)
+    else:
+        from .quantize_weights import DEFAULT_BLOCK_SIZE, WeightOptions, quantize_weights_export
+
+        options = WeightOptions(weights, int(block_size or DEFAULT_BLOCK_SIZE), method or "rtn", lm_head or "int8")
+        with _progress(quiet, as_json) as step:
+            manifest = quantize_weights_export(export_dir, model_dir(checkpoint), out, options, calib, force=force, progress=step)
     _report_export(out, manifest, quiet, as_json)
 
 

@@ -239,7 +239,8 @@ def save_model(model: ir.Model, directory: Path) -> dict[str, str]:
     try:
         if weight_bytes > EXTERNAL_DATA_THRESHOLD:
             ir.save(model, directory / MODEL_FILE, external_data=DATA_FILE)
-        else:
+        else:  # a graph loaded from external data and since shrunk (int8/int4 weights): its tensors go inline
+            ir.external_data.load_to_model(model)
             ir.save(model, directory / MODEL_FILE)
     except Exception as exc:  # a NaN weight found while streaming, wrapped by onnx_ir
         cause = input_error_in(exc)
