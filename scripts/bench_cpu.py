@@ -27,6 +27,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from exaone4.exporter.artifacts import ExportDir
+from exaone4.exporter.contract import CONFIG_FILE
+
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "exaone4.exporter.cli"]
 GGUF_TYPES = {"Q8_0": 7, "Q4_0": 2}  # llama_ftype values
@@ -109,12 +112,12 @@ class Worker:
 
 def prepare_ours(out: Path, checkpoint: Path, context: int) -> dict[str, Path]:
     exports = {"ours fp32": out / "ours-fp32"}
-    if not (exports["ours fp32"] / "export.json").is_file():
+    if not ExportDir.exists(exports["ours fp32"]):
         subprocess.run([*CLI, "export", str(checkpoint), "-o", str(exports["ours fp32"]), "--target", "ort", "--kv-cache", "static",
                         "--max-context", str(context), "--logits", "last", "--quiet", "--force"], check=True)
     for weights in ("int8", "int4"):
         target = out / f"ours-{weights}"
-        if not (target / "export.json").is_file():
+        if not ExportDir.exists(target):
             done = subprocess.run([*CLI, "quantize", str(exports["ours fp32"]), "--checkpoint", str(checkpoint), "-o", str(target),
                                    "--weights", weights, "--quiet", "--force"], capture_output=True, text=True)
             if done.returncode != 0:
@@ -152,7 +155,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     checkpoint = args.out / "checkpoint"
-    if not (checkpoint / "config.json").is_file():
+    if not (checkpoint / CONFIG_FILE).is_file():
         subprocess.run([sys.executable, str(ROOT / "scripts" / "make_random_checkpoint.py"), "1.2b", str(checkpoint),
                         "--layers", str(args.layers)], check=True)
     context = max(args.contexts + [args.prefill]) + 64

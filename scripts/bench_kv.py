@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from exaone4.exporter.artifacts import ExportDir
-from exaone4.exporter.contract import ATTENTION_MASK, INPUT_IDS, POSITION_IDS, past_names
+from exaone4.exporter.contract import ATTENTION_MASK, CONFIG_FILE, INPUT_IDS, POSITION_IDS, past_names
 from exaone4.exporter.export import ExportOptions, export_checkpoint
 from exaone4.exporter.runners import OrtRunner
 
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def export_both(out: Path, shape: str, layers: int, max_context: int) -> dict[str, ExportDir]:
     checkpoint = out / "checkpoint"
-    if not (checkpoint / "config.json").is_file():
+    if not (checkpoint / CONFIG_FILE).is_file():
         subprocess.run([sys.executable, str(ROOT / "scripts" / "make_random_checkpoint.py"), shape, str(checkpoint),
                         "--layers", str(layers)], check=True)
     kinds = {"growing": dict(kv_cache="full"), "in-place": dict(kv_cache="static", max_context=max_context, kv_budget_gib=64)}
