@@ -31,7 +31,7 @@ into; HQQ needs no data at all and stores float zero points, which GatherBlockQu
 take, so the shared tied tensor could not use it.
 
 Memory: the reference model plus one float32 H per distinct input ([in, in]; for the
-EXAONE-4.0-1.2B shape about 112 MB a layer, 3.4 GB in all).
+EXAONE-4.0-1.2B shape 112 MiB a layer, 3.3 GiB in all).
 """
 
 from __future__ import annotations

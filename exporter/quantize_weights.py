@@ -17,6 +17,7 @@ than one block.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -30,7 +31,7 @@ from ..graphs.tied_embedding_nbits import find_tied_pair, quantize_tied_embeddin
 from .artifacts import ExportDir, ExportManifest
 from .calibrate import WEIGHT_SUFFIX, calibration_ids
 from .checkpoint import Checkpoint
-from .contract import EXPORT_MANIFEST
+from .contract import EXPORT_MANIFEST, GENAI_CONFIG
 from .errors import InputError
 from .export import copy_side_files, describe_io, save_model
 from .output_dir import staged_directory
@@ -115,6 +116,8 @@ def quantize_weights_export(
         progress("writing")
         files = save_model(model, staging)
         copy_side_files(source.directory, staging)
+        if (source.directory / GENAI_CONFIG).is_file():  # same IO; onnxruntime-genai runs MatMulNBits (tested)
+            shutil.copyfile(source.directory / GENAI_CONFIG, staging / GENAI_CONFIG)
         result = replace(
             manifest,
             inputs=describe_io(model.graph.inputs),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx_ir as ir
@@ -129,6 +130,33 @@ def test_calibrated_int4_is_closer_to_the_reference_than_round_to_nearest(bundle
 
 def test_int8_is_closer_to_the_reference_than_int4(bundled_quantized):
     assert 5 * _mean_kl(bundled_quantized["int8", "rtn"][1]) < _mean_kl(bundled_quantized["int4", "rtn"][1])
+
+
+def test_onnxruntime_genai_generates_with_the_int4_export(bundled_quantized):
+    """The int4 export keeps genai_config.json (same IO), and onnxruntime-genai's greedy tokens are ours on it."""
+    og = pytest.importorskip("onnxruntime_genai", reason="onnxruntime-genai is not installed")
+    from exaone4.exporter.chat import ChatTokenizer
+    from exaone4.exporter.checkpoint import Checkpoint
+    from exaone4.exporter.contract import CacheLayout
+    from exaone4.exporter.generate import generate_tokens
+    from exaone4.exporter.runners import OrtRunner
+    from exaone4.exporter.session import KVCacheSession
+
+    export = bundled_quantized["int4", "calibrated"][1]["export"]["directory"]
+    tokenizer = ChatTokenizer.open(TINY_DIR)
+    ids = tokenizer.encode(tokenizer.render([{"role": "user", "content": "Show me def dumps"}]))
+    model = og.Model(export)
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + 30, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens(ids)
+    genai = []
+    while not generator.is_done():
+        generator.generate_next_token()
+        genai.append(int(generator.get_next_tokens()[0]))
+    layout = CacheLayout.of(Checkpoint.open(TINY_DIR).config)
+    ours = list(generate_tokens(KVCacheSession(OrtRunner(Path(export)), layout), ids, 30, {2}))
+    assert len(ours) > 10 and genai == ours
 
 
 @pytest.mark.parametrize("weights, method", SCHEMES)
