@@ -91,15 +91,17 @@ def main() -> None:
         for key, stepper in steppers.items():
             times[key].append(stepper.step())
     rows = [{"cache": name, "context": context, "decode_ms": 1000 * statistics.median(times[(name, context)]),
+             "min_ms": 1000 * min(times[(name, context)]), "max_ms": 1000 * max(times[(name, context)]),
              "repeats": args.repeats} for (name, context) in steppers]
     base = {row["cache"]: row["decode_ms"] for row in rows if row["context"] == min(args.contexts)}
     for row in rows:
         row["vs_own_first_context"] = row["decode_ms"] / base[row["cache"]]
     result = {"shape": args.shape, "layers": args.layers, "rows": rows}
     (args.out / "kv.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"| cache | context | decode ms/token (median of {args.repeats}) | vs its own {min(args.contexts)} |\n|---|---|---|---|")
+    print(f"| cache | context | decode ms/token, median of {args.repeats} (min-max) | vs its own {min(args.contexts)} |\n|---|---|---|---|")
     for row in rows:
-        print(f"| {row['cache']} | {row['context']} | {row['decode_ms']:.1f} | {row['vs_own_first_context']:.2f}x |")
+        print(f"| {row['cache']} | {row['context']} | {row['decode_ms']:.1f} ({row['min_ms']:.1f}-{row['max_ms']:.1f}) "
+              f"| {row['vs_own_first_context']:.2f}x |")
 
 
 if __name__ == "__main__":
