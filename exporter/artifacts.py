@@ -32,7 +32,7 @@ from .contract import (
     dtype,
 )
 from .errors import InputError
-from .jsonfile import read_json, sha256_file
+from .jsonfile import JsonFields, read_json, sha256_file
 
 REEXPORT = "export it again with this version of exaone4-export"
 
@@ -126,7 +126,7 @@ class ExportManifest:
         where = str(path)
         if not isinstance(raw, dict) or raw.get("format") != EXPORT_FORMAT:
             raise InputError(where, f"not a manifest of this tool (format is not {EXPORT_FORMAT})")
-        reader = _Fields(raw, where)
+        reader = JsonFields(raw, where, REEXPORT)
         io = reader.get("io", dict)
         layers = reader.get("layers", list)
         try:
@@ -257,7 +257,7 @@ class BuildRecord:
             raise InputError(where, "not a build record of this tool (not a JSON object)")
         if raw.get("format") != ENGINE_FORMAT:
             raise InputError(where, f"not a build record of this tool (format is not {ENGINE_FORMAT})")
-        reader = _Fields(raw, where)
+        reader = JsonFields(raw, where, REEXPORT)
         io = []
         for entry in reader.get("io", list):
             kind = entry.get("kind") if isinstance(entry, dict) else None
@@ -351,23 +351,3 @@ def _list(raw: dict, key: str, where: str) -> list:
     if not isinstance(value, list):
         raise InputError(f"{where}: io.{key}", f"must be a list; {REEXPORT}")
     return value
-
-
-_MISSING = object()
-
-
-class _Fields:
-    """Typed access to a manifest's keys; a missing or mistyped one names itself and says how to fix it."""
-
-    def __init__(self, raw: dict, where: str) -> None:
-        self.raw, self.where = raw, where
-
-    def get(self, key: str, kind, default=_MISSING):
-        if key not in self.raw or self.raw[key] is None:
-            if default is _MISSING:
-                raise InputError(f"{self.where}: {key}", f"missing; {REEXPORT}")
-            return default
-        value = self.raw[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise InputError(f"{self.where}: {key}", f"has the wrong type ({type(value).__name__}); {REEXPORT}")
-        return value

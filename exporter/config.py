@@ -22,7 +22,7 @@ from typing import Any
 
 from .contract import CONFIG_FILE
 from .errors import InputError
-from .jsonfile import read_json
+from .jsonfile import JsonFields, read_json, short_repr
 
 
 class LayerKind(enum.Enum):
@@ -149,13 +149,13 @@ def load_config(path: Path) -> Exaone4Config:
 
 def parse_config(raw: Any, source: str = CONFIG_FILE) -> Exaone4Config:
     """Parse a config.json dictionary into an `Exaone4Config`."""
-    fields = _Fields(raw, source)
+    fields = JsonFields(raw, source)
     model_type = fields.get("model_type", str)
     if model_type != "exaone4":
-        raise InputError(f"{source}: model_type", f"is {_short(model_type)}, expected 'exaone4'")
+        raise InputError(f"{source}: model_type", f"is {short_repr(model_type)}, expected 'exaone4'")
     act = fields.get("hidden_act", str, default="silu")
     if act != "silu":
-        raise InputError(f"{source}: hidden_act", f"is {_short(act)}; EXAONE 4 uses 'silu'")
+        raise InputError(f"{source}: hidden_act", f"is {short_repr(act)}; EXAONE 4 uses 'silu'")
 
     hidden = fields.positive("hidden_size")
     heads = fields.positive("num_attention_heads")
@@ -218,7 +218,7 @@ def parse_config(raw: Any, source: str = CONFIG_FILE) -> Exaone4Config:
 
 
 def _layer_kinds(
-    fields: _Fields, num_layers: int, window: int | None, source: str
+    fields: JsonFields, num_layers: int, window: int | None, source: str
 ) -> tuple[LayerKind, ...]:
     """Which layers slide. Order of precedence (trap 3):
 
@@ -242,7 +242,7 @@ def _layer_kinds(
         for i, name in enumerate(layer_types):
             if not isinstance(name, str) or name not in valid:
                 raise InputError(
-                    f"{source}: layer_types[{i}]", f"is {_short(name)}, expected one of {sorted(valid)}"
+                    f"{source}: layer_types[{i}]", f"is {short_repr(name)}, expected one of {sorted(valid)}"
                 )
         return tuple(valid[name] for name in layer_types)
 
@@ -257,7 +257,7 @@ def _layer_kinds(
         )
     if not pattern or set(pattern.upper()) - {"L", "G"}:
         raise InputError(
-            f"{source}: sliding_window_pattern", f"{_short(pattern)} must be made of 'L' and 'G' only"
+            f"{source}: sliding_window_pattern", f"{short_repr(pattern)} must be made of 'L' and 'G' only"
         )
     pattern = pattern.upper()
     return tuple(
@@ -268,7 +268,7 @@ def _layer_kinds(
     )
 
 
-def _rope(fields: _Fields, source: str) -> RopeConfig:
+def _rope(fields: JsonFields, source: str) -> RopeConfig:
     """RoPE from either spelling: v4 (`rope_theta` + `rope_scaling`) or v5 (`rope_parameters`)."""
     params = fields.get("rope_parameters", dict, default=None)
     where = f"{source}: rope_parameters"
@@ -278,18 +278,18 @@ def _rope(fields: _Fields, source: str) -> RopeConfig:
     theta = _positive_number(params.get("rope_theta", fields.raw.get("rope_theta", 10000.0)))
     if theta is None:
         given = params.get("rope_theta", fields.raw.get("rope_theta"))
-        raise InputError(f"{source}: rope_theta", f"must be a positive finite number, got {_short(given)}")
+        raise InputError(f"{source}: rope_theta", f"must be a positive finite number, got {short_repr(given)}")
     kind = params.get("rope_type", params.get("type", "default"))
     if not isinstance(kind, str) or kind not in SUPPORTED_ROPE_TYPES:
         raise InputError(
             f"{where}.rope_type",
-            f"{_short(kind)} is not supported (supported: {', '.join(SUPPORTED_ROPE_TYPES)})",
+            f"{short_repr(kind)} is not supported (supported: {', '.join(SUPPORTED_ROPE_TYPES)})",
         )
 
     def number(key: str, default: float) -> float:
         value = _positive_number(params.get(key, default))
         if value is None:
-            raise InputError(f"{where}.{key}", f"must be a positive finite number, got {_short(params.get(key))}")
+            raise InputError(f"{where}.{key}", f"must be a positive finite number, got {short_repr(params.get(key))}")
         return value
 
     rope = RopeConfig(theta=float(theta), kind=kind)
@@ -322,53 +322,11 @@ def _positive_number(value: Any) -> float | None:
     return number if math.isfinite(number) and number > 0 else None
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    """repr of a config value, cut so a hostile value cannot flood the one-line error."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _eos_ids(fields: _Fields, source: str) -> tuple[int, ...]:
+def _eos_ids(fields: JsonFields, source: str) -> tuple[int, ...]:
     value = fields.raw.get("eos_token_id")
     if value is None:
         return ()
     values = value if isinstance(value, list) else [value]
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
-        raise InputError(f"{source}: eos_token_id", f"must be a token id or a list of them, got {_short(value)}")
+        raise InputError(f"{source}: eos_token_id", f"must be a token id or a list of them, got {short_repr(value)}")
     return tuple(values)
-
-
-class _Fields:
-    """Typed access to a config dict; every failure names the field."""
-
-    def __init__(self, raw: Any, source: str) -> None:
-        if not isinstance(raw, dict):
-            raise InputError(source, f"must hold a JSON object, got {type(raw).__name__}")
-        self.raw = raw
-        self.source = source
-
-    _MISSING = object()
-
-    def get(self, key: str, kind: type, default: Any = _MISSING) -> Any:
-        if key not in self.raw or self.raw[key] is None:
-            if default is self._MISSING:
-                raise InputError(f"{self.source}: {key}", "is missing")
-            return default
-        value = self.raw[key]
-        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            try:
-                value, ok = float(value), True
-            except OverflowError:
-                raise InputError(f"{self.source}: {key}", "is too large for a float") from None
-        if not ok:
-            raise InputError(
-                f"{self.source}: {key}", f"must be {kind.__name__}, got {type(value).__name__} {_short(value)}"
-            )
-        return value
-
-    def positive(self, key: str, default: Any = _MISSING) -> int:
-        value = self.get(key, int, default)
-        if value <= 0:
-            raise InputError(f"{self.source}: {key}", f"must be a positive integer, got {value}")
-        return value

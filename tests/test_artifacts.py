@@ -82,8 +82,8 @@ def test_a_manifest_written_before_the_typed_artifacts_still_opens(tiny_exports,
 
 @pytest.mark.parametrize("change, message", [
     (lambda m: m.update(format="exaone4-export/0"), "not a manifest of this tool"),
-    (lambda m: m.pop("target"), "export.json: target: missing; export it again with this version"),
-    (lambda m: m.update(layers="LLLG"), "export.json: layers: has the wrong type"),
+    (lambda m: m.pop("target"), "export.json: target: is missing; export it again with this version"),
+    (lambda m: m.update(layers="LLLG"), "export.json: layers: must be list, got str"),
     (lambda m: m["io"]["inputs"][0].update(dtype="complex64"), "has an unknown dtype 'complex64'"),
     (lambda m: m["config"].update(num_layers=9), "config.json: differs from the architecture recorded in export.json"),
 ])
