@@ -197,7 +197,12 @@ class ExportDir:
         return self.manifest.dtype
 
     def cache_layout(self) -> CacheLayout:
-        return CacheLayout.of(self.config, self.kv_dtype)
+        return CacheLayout.of(self.config, self.kv_dtype, rings=self.has_rings)
+
+    @property
+    def has_rings(self) -> bool:
+        """Whether the sliding layers' in-place caches are rings (static exports since the ring; older ones are not)."""
+        return any(isinstance(record, dict) and record.get("ring_caches") for record in self.manifest.passes.values())
 
     @property
     def static_context(self) -> int | None:

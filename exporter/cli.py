@@ -121,9 +121,10 @@ def _architecture_table(summary: dict) -> Table:
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True)
 @click.option("--kv-cache", type=click.Choice(["full", "window", "static"]), default="full", show_default=True,
               help="window: sliding layers keep only their last W-1 keys/values (global layers keep all); "
-                   "static (ort): one in-place buffer per layer, written where it is each step.")
+                   "static (ort): one in-place buffer per global layer, written where it is each step, and a ring of about "
+                   "the window on each sliding layer.")
 @click.option("--max-context", default=0, type=click.IntRange(0),
-              help="Slots of each in-place buffer (--kv-cache static; default: the model's positions within --kv-budget).")
+              help="Slots of each global layer's in-place buffer (--kv-cache static; default: the model's positions within --kv-budget).")
 @click.option("--kv-budget", default=DEFAULT_BUDGET_GIB, show_default=True, type=float,
               help="GiB of in-place KV cache one sequence may take (--kv-cache static).")
 @click.option("--logits", type=click.Choice(["all", "last"]), default="all", show_default=True,
@@ -148,7 +149,7 @@ def export(checkpoint, out, target, dtype, kv_cache, max_context, kv_budget, log
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory.")
 @click.option("--target", type=click.Choice(["ort", "standard", "trt", "canonical"]), required=True)
 @click.option("--kv-cache", type=click.Choice(["full", "window", "static"]), default=None,
-              help="window: bound the sliding layers' cache; static (ort): in-place buffers "
+              help="window: bound the sliding layers' cache; static (ort): in-place buffers, rings on sliding layers "
                    "(default: keep the canonical export's kind).")
 @click.option("--max-context", default=0, type=click.IntRange(0), help="Slots of each in-place buffer (--kv-cache static).")
 @click.option("--kv-budget", default=DEFAULT_BUDGET_GIB, show_default=True, type=float,

@@ -87,23 +87,48 @@ def present_for(past: str) -> str:
     return past.replace(PAST_PREFIX, PRESENT_PREFIX, 1)
 
 
+RING_CHUNK = 256  # tokens one call may add on top of a ring's past (graphs/ring_cache.py): R = window + RING_CHUNK - 1
+
+
 @dataclass(frozen=True)
 class CacheLayout:
-    """What a KV cache looks like for one model: [B, kv_heads, length, head_dim] per layer."""
+    """What a KV cache looks like for one model: [B, kv_heads, length, head_dim] per layer.
+
+    `rings[i]` is layer i's window when an in-place export keeps that layer's cache
+    as a ring (graphs/ring_cache.py), else 0; empty for every other cache.
+    """
 
     num_layers: int
     num_kv_heads: int
     head_dim: int
     dtype: np.dtype
+    rings: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, config: Exaone4Config, dtype=np.float32) -> CacheLayout:
-        return cls(config.num_layers, config.num_kv_heads, config.head_dim, np.dtype(dtype))
+    def of(cls, config: Exaone4Config, dtype=np.float32, rings: bool = False) -> CacheLayout:
+        windows = tuple(spec.window or 0 for spec in config.layers) if rings else ()
+        return cls(config.num_layers, config.num_kv_heads, config.head_dim, np.dtype(dtype), windows if any(windows) else ())
+
+    @property
+    def layer_bytes(self) -> int:
+        """Bytes one cached position takes in one layer for one sequence (keys and values)."""
+        return len(KV_KINDS) * self.num_kv_heads * self.head_dim * self.dtype.itemsize
 
     @property
     def slot_bytes(self) -> int:
-        """Bytes one cached position takes for one sequence: keys and values of every layer."""
-        return self.num_layers * len(KV_KINDS) * self.num_kv_heads * self.head_dim * self.dtype.itemsize
+        """Bytes one cached position takes for one sequence: keys and values of every layer that grows."""
+        growing = self.num_layers - sum(1 for w in self.rings if w)
+        return growing * self.layer_bytes
+
+    def ring_slots(self, layer: int, prompt: int = 0) -> int:
+        """Slots of layer `layer`'s ring (0: not a ring): room for a RING_CHUNK-token call on top of the
+        window, or for a whole first prompt of `prompt` tokens."""
+        window = self.rings[layer] if self.rings else 0
+        return max(window + RING_CHUNK - 1, prompt) if window else 0
+
+    def ring_bytes(self) -> int:
+        """Bytes every ring takes for one sequence (prompts up to their default size)."""
+        return sum(self.ring_slots(i) for i in range(self.num_layers)) * self.layer_bytes
 
     def empty(self, batch: int) -> dict[str, np.ndarray]:
         """An empty past for `batch` rows: every layer's keys and values with length 0."""

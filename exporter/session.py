@@ -16,7 +16,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .contract import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, CacheLayout, past_names, present_for
+from .contract import (
+    ATTENTION_MASK,
+    INPUT_IDS,
+    KV_KINDS,
+    LOGITS,
+    POSITION_IDS,
+    RING_CHUNK,
+    CacheLayout,
+    past_name,
+    past_names,
+    present_for,
+    present_name,
+)
 
 
 class Runner:
@@ -84,6 +96,15 @@ class KVCacheSession:
         self.mask = np.zeros((input_ids.shape[0], 0), np.int64)
         return self.step(input_ids, mask)
 
+    def _allocate(self, batch: int, prompt: int) -> dict[str, np.ndarray]:
+        """Zeroed buffers [B, KV, slots, D] per layer: max_context slots, or a ring's (sized for this prompt)."""
+        layout, caches = self.layout, {}
+        for layer in range(layout.num_layers):
+            slots = layout.ring_slots(layer, prompt) or self.max_context
+            for kind in KV_KINDS:
+                caches[past_name(layer, kind)] = np.zeros((batch, layout.num_kv_heads, slots, layout.head_dim), layout.dtype)
+        return caches
+
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """One new token per row ([B] or [B, 1]); returns logits [B, 1, vocab]."""
         tokens = np.asarray(tokens, np.int64).reshape(-1, 1)
@@ -130,14 +151,22 @@ class StaticKVCacheSession:
         input_ids = np.asarray(input_ids, np.int64)
         batch, seq = input_ids.shape
         mask = np.ones_like(input_ids) if attention_mask is None else np.asarray(attention_mask, np.int64)
-        shape = (batch, self.layout.num_kv_heads, self.max_context, self.layout.head_dim)
-        self.caches = {name: np.zeros(shape, self.layout.dtype) for name in past_names(self.layout.num_layers)}
-        self.filled, self.width = np.zeros(batch, np.int64), 0
         counts = mask.sum(axis=1)
+        self.caches = self._allocate(batch, int(counts.max(initial=0)))
+        self.filled, self.width = np.zeros(batch, np.int64), 0
         rows = np.zeros_like(input_ids)  # right-aligned: row b's tokens first, pad after
         for b in range(batch):
             rows[b, : counts[b]] = input_ids[b][mask[b].astype(bool)]
         return self._run(rows[:, : counts.max()], counts, seq)
+
+    def _allocate(self, batch: int, prompt: int) -> dict[str, np.ndarray]:
+        """Zeroed buffers [B, KV, slots, D] per layer: max_context slots, or a ring's (sized for this prompt)."""
+        layout, caches = self.layout, {}
+        for layer in range(layout.num_layers):
+            slots = layout.ring_slots(layer, prompt) or self.max_context
+            for kind in KV_KINDS:
+                caches[past_name(layer, kind)] = np.zeros((batch, layout.num_kv_heads, slots, layout.head_dim), layout.dtype)
+        return caches
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """One new token per row ([B] or [B, 1]); returns logits [B, 1, vocab]."""
@@ -150,6 +179,8 @@ class StaticKVCacheSession:
         total = self.filled + counts
         if total.max() > self.max_context:
             raise ValueError(f"the in-place cache holds {self.max_context} tokens; this step needs {int(total.max())}")
+        if self.filled.any() and seq > RING_CHUNK and self.layout.rings:
+            raise ValueError(f"a ring cache takes at most {RING_CHUNK} tokens a call on top of its past; this call has {seq}")
         width = int(total.max())
         mask = (np.arange(width)[None] < total[:, None]).astype(np.int64)  # [B, T]: each row's filled slots
         positions = np.minimum(self.filled[:, None] + np.arange(seq)[None], self.max_context - 1)
@@ -180,11 +211,21 @@ class StaticKVCacheSession:
 
     @property
     def last_outputs(self) -> dict[str, np.ndarray]:
-        """The last call's outputs plus each layer's cache as a growing one would hold it (a copy)."""
+        """The last call's outputs plus each layer's cache as a growing one would hold it (a copy).
+
+        A ring yields the positions it can still be read at, the last window - 1, as
+        a bounded window cache does (graphs/window_cache.py).
+        """
         presents = {}
-        for name, buffer in self.caches.items():
-            view = np.zeros((*buffer.shape[:2], self.width, buffer.shape[3]), buffer.dtype)
-            for b, n in enumerate(self.filled):
-                view[b, :, self.width - n :] = buffer[b, :, :n]
-            presents[present_for(name)] = view
+        for layer in range(self.layout.num_layers):
+            window = self.layout.rings[layer] if self.layout.rings else 0
+            width = min(self.width, window - 1) if window else self.width
+            for kind in KV_KINDS:
+                buffer = self.caches[past_name(layer, kind)]
+                view = np.zeros((*buffer.shape[:2], width, buffer.shape[3]), buffer.dtype)
+                for b, n in enumerate(self.filled):
+                    kept = min(int(n), width)
+                    slots = np.arange(n - kept, n) % buffer.shape[2]  # positions n - kept .. n - 1, wrapped in a ring
+                    view[b, :, width - kept :] = buffer[b][:, slots]
+                presents[present_name(layer, kind)] = view
         return {**self._outputs, **presents}

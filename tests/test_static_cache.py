@@ -50,26 +50,53 @@ def test_one_node_writes_the_shared_buffer_and_matches_the_reference(window, rop
     inputs = feeds(batch=2, seq=seq, past=past, padding=0, seed=window + seq + past)
     expected = ort.InferenceSession(reference_model, providers=["CPUExecutionProvider"]).run(None, inputs)
     model = ir.from_proto(onnx.load_from_string(reference_model))
-    assert lower_ort_static(model)["group_query_attention"] == 1
-    assert [n.op_type for n in model.graph].count("GroupQueryAttention") == 1
+    counts = lower_ort_static(model)
+    assert (counts["group_query_attention"], counts["ring_caches"]) == ((0, 1) if window else (1, 0))
+    assert [n.op_type for n in model.graph].count("ScatterND" if window else "GroupQueryAttention") == (2 if window else 1)
+    output, buffers = run_in_place(model, inputs, MAX_CONTEXT, past)
+    np.testing.assert_allclose(output, expected[0], atol=1e-5)
+    for kind, reference in (("past_key", expected[1]), ("past_value", expected[2])):
+        np.testing.assert_allclose(buffers[kind][:, :, : past + seq], reference, atol=1e-6)  # written in place
+
+
+def run_in_place(model: ir.Model, inputs: dict, slots: int, past: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Run a lowered one-node model with past and present bound to one buffer of `slots` per kind, position p in
+    slot p mod slots (a ring when slots < past + seq; a plain buffer otherwise); returns (output, buffers)."""
     session = ort.InferenceSession(ir.to_proto(model).SerializeToString(), providers=["CPUExecutionProvider"])
-    buffers = {}
+    buffers, values = {}, {}
     binding = session.io_binding()
     for name, value in inputs.items():
         if name in ("past_key", "past_value"):
-            buffer = np.zeros((2, KV, MAX_CONTEXT, D), np.float32)
-            buffer[:, :, :past] = value
-            buffers[name] = ort.OrtValue.ortvalue_from_numpy(buffer)
-            binding.bind_ortvalue_input(name, buffers[name])
+            buffers[name] = np.zeros((value.shape[0], KV, slots, D), np.float32)
+            kept = np.arange(max(0, past - slots), past)
+            buffers[name][:, :, kept % slots] = value[:, :, kept]
+            values[name] = ort.OrtValue.ortvalue_from_numpy(buffers[name])
+            binding.bind_ortvalue_input(name, values[name])
         else:
             binding.bind_cpu_input(name, value)
     binding.bind_output("output")
-    binding.bind_ortvalue_output("present_key", buffers["past_key"])
-    binding.bind_ortvalue_output("present_value", buffers["past_value"])
+    binding.bind_ortvalue_output("present_key", values["past_key"])
+    binding.bind_ortvalue_output("present_value", values["past_value"])
     session.run_with_iobinding(binding)
-    np.testing.assert_allclose(binding.get_outputs()[0].numpy(), expected[0], atol=1e-5)
-    for kind, reference in (("past_key", expected[1]), ("past_value", expected[2])):
-        np.testing.assert_allclose(buffers[kind].numpy()[:, :, : past + seq], reference, atol=1e-6)  # written in place
+    # copies: the numpy views die with the session and the binding when this returns
+    return binding.get_outputs()[0].numpy().copy(), {name: value.numpy().copy() for name, value in values.items()}
+
+
+@pytest.mark.parametrize("seq, past", [(1, 9), (1, 23), (3, 11), (6, 0)], ids=["decode", "decode-wrapped-twice", "chunk", "first-prompt"])
+def test_a_sliding_layer_keeps_a_ring_that_wraps(seq, past):
+    """Window 4 in a ring of 6 slots (window + chunk - 1 for chunks of 3): past positions wrap around it,
+    outputs still match the custom op's body over the full past, and each new position lands in slot p mod 6."""
+    window, ring = 4, 6
+    fields = dict(num_heads=HEADS, kv_num_heads=KV, head_dim=D, window=window, rope=1, scale=D**-0.5)
+    reference_model = one_node_model(fields)
+    inputs = feeds(batch=2, seq=seq, past=past, padding=0, seed=seq + past)
+    expected = ort.InferenceSession(reference_model, providers=["CPUExecutionProvider"]).run(None, inputs)
+    model = ir.from_proto(onnx.load_from_string(reference_model))
+    lower_ort_static(model)
+    output, buffers = run_in_place(model, inputs, ring, past)
+    np.testing.assert_allclose(output, expected[0], atol=1e-5)
+    written = np.arange(past, past + seq)
+    np.testing.assert_allclose(buffers["past_key"][:, :, written % ring], expected[1][:, :, written], atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +160,20 @@ def test_an_all_global_model_and_onnxruntime_genai_with_the_shared_buffer(tmp_pa
     assert len(ours) > 10 and theirs[: len(ours)] == ours
 
 
+def test_onnxruntime_genai_runs_the_rings_of_a_hybrid_model(static_exports):
+    """genai binds max_length slots to every layer, sliding ones included: the rings read their length from the
+    buffer, so its greedy tokens still equal the reference's, past the window of 16."""
+    og = pytest.importorskip("onnxruntime_genai", reason="onnxruntime-genai is not installed")
+    export = ExportDir.open(static_exports / "all")
+    assert export.has_rings and export.manifest.passes["ort:lower_ort_static"]["ring_caches"] == 6
+    chat = ChatTokenizer.open(TINY_DIR)
+    ids = chat.prompt_ids([{"role": "user", "content": "Show me def dumps"}])
+    reference = load_reference_model(Checkpoint.open(TINY_DIR))
+    ours = list(generate_tokens(TorchRunner(reference).new_session(export.cache_layout()), ids, 40, chat.stop_ids))
+    theirs = genai_greedy(og, og.Model(str(export.directory)), ids, 40)
+    assert len(ours) > 20 and theirs[: len(ours)] == ours
+
+
 @pytest.mark.hardening("exports", tried="--kv-cache static on another target, --max-context past the positions or the budget, "
                        "--max-context without static, a static export to triton", expect="exit 2 naming the option, nothing written")
 def test_bad_static_requests_are_refused(tiny_exports, tmp_path):
@@ -141,7 +182,7 @@ def test_bad_static_requests_are_refused(tiny_exports, tmp_path):
         (["lower", canonical, "--target", "standard", "--kv-cache", "static"], "--kv-cache: static (an in-place cache) needs --target ort"),
         (["lower", canonical, "--target", "ort", "--kv-cache", "static", "--max-context", 600], "--max-context: 600 exceeds the model's max_position_embeddings 512"),
         (["lower", canonical, "--target", "ort", "--kv-cache", "static", "--max-context", 512, "--kv-budget", 0.001],
-         "over the --kv-budget of 0.001 GiB (at most 262 slots fit)"),
+         "over the --kv-budget of 0.001 GiB (at most 235 slots fit)"),
         (["lower", canonical, "--target", "ort", "--max-context", 64], "--max-context: sizes an in-place cache: it needs --kv-cache static"),
     ]
     for args, message in cases:
