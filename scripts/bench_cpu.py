@@ -208,13 +208,13 @@ def chart(rows: list[dict], contexts: list[int], path: Path) -> None:
             continue
         xs, values = [c for c, _ in points], [v for _, v in points]
         errors = [[v["median"] - v["min"] for v in values], [v["max"] - v["median"] for v in values]]
-        style = "-" if row["backend"].startswith("ours") else "--"
+        style = "-" if row["backend"].startswith("ours") else "--" if row["backend"].startswith("llama") else ":"
         axis.errorbar(xs, [v["median"] for v in values], yerr=errors, fmt=style + "o", capsize=3, label=row["backend"])
     axis.set_xscale("log", base=2)
     axis.set_xticks(contexts, [str(c) for c in contexts])
     axis.set_xlabel("context (tokens)")
     axis.set_ylabel("decode ms/token (median, min-max)")
-    axis.set_title("EXAONE-4.0-1.2B shape on 2 CPU cores: ours (solid) vs llama.cpp (dashed)")
+    axis.set_title("EXAONE-4.0-1.2B shape, 2 CPU cores: ours (solid), llama.cpp (dashed), transformers (dotted)", fontsize=10)
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
     figure.tight_layout()
