@@ -12,7 +12,7 @@ unit-tested in-process and shipped unchanged into the Triton repository
 docs/triton.md describes the design and its knobs.
 """
 
-from .config import EngineConfig
+from .config import EngineConfig, EngineSpec
 from .inputs import ChatRequest
 from .loop import ServingLoop
 from .metrics import METRICS, MetricsObserver, MetricSpec
@@ -26,6 +26,7 @@ __all__ = [
     "ChatRequest",
     "Client",
     "EngineConfig",
+    "EngineSpec",
     "Finish",
     "GenerationRequest",
     "MetricSpec",

@@ -11,8 +11,13 @@ one chunk's compute per step, not by the whole prompt's.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
+import numpy as np
+
+from ..contract import CacheLayout
 from ..errors import InputError
+from ..jsonfile import read_json
 
 
 @dataclass(frozen=True)
@@ -48,3 +53,32 @@ class EngineConfig:
     def parameters(self) -> dict[str, str]:
         """As config.pbtxt `parameters`."""
         return {name: str(value) for name, value in asdict(self).items()}
+
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What the engine model reads beside its graph (the spec file): the cache layout, the export's positions."""
+
+    layout: CacheLayout
+    max_positions: int  # the export's in-place cache positions: max_context may not exceed it
+
+    def to_json(self) -> dict:
+        layout = self.layout
+        return {"num_layers": layout.num_layers, "num_kv_heads": layout.num_kv_heads, "head_dim": layout.head_dim,
+                "kv_dtype": layout.dtype.name, "max_positions": self.max_positions}
+
+    @classmethod
+    def read(cls, path: Path) -> EngineSpec:
+        """From the spec file; InputError naming it when a field is missing or wrong."""
+        raw = read_json(path)
+        try:
+            layout = CacheLayout(int(raw["num_layers"]), int(raw["num_kv_heads"]), int(raw["head_dim"]), np.dtype(raw["kv_dtype"]))
+            return cls(layout, int(raw["max_positions"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(str(path), f"not an engine spec ({exc!r})") from None
+
+    def check(self, config: EngineConfig, where: str) -> None:
+        if config.max_context > self.max_positions:
+            raise InputError(f"{where}: parameter max_context", f"{config.max_context} exceeds the export's in-place cache "
+                             f"of {self.max_positions} positions")
