@@ -20,6 +20,7 @@ class Finish(enum.Enum):
     LENGTH = "length"  # max_tokens reached
     CANCELLED = "cancelled"  # the client went away
     ERROR = "error"  # this request failed; the others carry on
+    REJECTED = "rejected"  # refused at submit: the queue was full
 
 
 @dataclass(frozen=True)

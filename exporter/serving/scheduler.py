@@ -84,6 +84,7 @@ class Scheduler:
         self._check(request)
         with self._wake:
             if len(self._waiting) >= self.config.max_queue:
+                self.observer.finished(Finish.REJECTED)
                 raise QueueFull(f"the engine's queue is full ({self.config.max_queue} requests waiting for "
                                 f"{self.pool.capacity} slots); retry later")
             self._waiting.append(_Sequence(request, client, self.clock()))
