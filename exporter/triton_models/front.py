@@ -3,15 +3,16 @@
 It owns nothing: each request's inputs go unchanged to the engine model
 (`exaone4_stream`, parameter `engine_model`) over BLS, its streamed pieces are
 joined, and one response carries the whole text and the tool calls. The waiting
-happens on a pool of threads (parameter `workers`), so this model holds as many
-requests as the engine can, and plain requests batch with streaming ones in the
-engine's slots. The engine's error for a request (a bad input, a full queue) comes
-back unchanged.
+happens on a pool of threads (parameter `workers`: the engine's slots plus its
+queue), so this model holds as many requests as the engine can and refuses the
+rest at once, and plain requests batch with streaming ones in the engine's slots.
+The engine's error for a request (a bad input, a full queue) comes back unchanged.
 """
 
 import json
 import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -34,15 +35,29 @@ class TritonPythonModel:
     def initialize(self, args):
         parameters = {key: value["string_value"] for key, value in json.loads(args["model_config"])["parameters"].items()}
         self.engine = parameters["engine_model"]
-        self.workers = ThreadPoolExecutor(int(parameters["workers"]), thread_name_prefix="exaone4-front")
+        self.capacity = int(parameters["workers"])
+        self.workers = ThreadPoolExecutor(self.capacity, thread_name_prefix="exaone4-front")
+        self.held = threading.BoundedSemaphore(self.capacity)  # requests in flight here
 
     def execute(self, requests):
         for request in requests:
+            sender = request.get_response_sender()
+            if not self.held.acquire(blocking=False):
+                error = pb_utils.TritonError(f"{self.capacity} requests are in flight, as many as the engine holds; retry later",
+                                             pb_utils.TritonError.UNAVAILABLE)
+                sender.send(pb_utils.InferenceResponse(error=error), flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+                continue
             inputs = [pb_utils.Tensor(tensor.name(), tensor.as_numpy()) for tensor in request.inputs()]  # copied: ours now
-            self.workers.submit(self._answer, inputs, request.get_response_sender())
+            self.workers.submit(self._answer, inputs, sender)
         return None
 
     def _answer(self, inputs, sender):
+        try:
+            self._answer_once(inputs, sender)
+        finally:
+            self.held.release()
+
+    def _answer_once(self, inputs, sender):
         try:
             text, calls = self._collect(inputs, sender)
             outputs = [_string(TEXT_OUTPUT, text), _string(TOOL_CALLS, calls)]
