@@ -29,6 +29,7 @@ from exaone4.exporter.serving import (
     EngineConfig,
     Finish,
     GenerationRequest,
+    GrowingSlotPool,
     MetricsObserver,
     QueueFull,
     Scheduler,
@@ -363,3 +364,20 @@ def test_chat_request_reads_triton_inputs():
         ChatRequest.read({"text_input": b"hi", "messages": b"[]"}.get)
     with pytest.raises(InputError, match="max_tokens: must be at least 1, got -5"):
         ChatRequest.read({"text_input": b"hi", "max_tokens": -5}.get)
+
+
+def test_the_same_scheduler_over_a_growing_cache_runner(tiny_exports, chat, reference):
+    """GrowingSlotPool: the full-cache ort export (as a TensorRT engine would be driven) gives the reference's greedy tokens."""
+    export = ExportDir.open(tiny_exports["ort"])
+    prompts = [chat.prompt_ids([{"role": "user", "content": p}]) for p in PROMPTS[:4]]
+    config = EngineConfig(max_batch=3, max_context=256, max_queue=4, prefill_chunk=256)  # whole prompts, as engine profiles need
+    with OrtRunner(export.model_path) as runner:
+        scheduler = Scheduler(GrowingSlotPool(runner, export.cache_layout(), 3, 256), config)
+        clients = [Recorder() for _ in prompts]
+        for ids, client in zip(prompts, clients):
+            scheduler.submit(GenerationRequest(tuple(ids), 20, stop_ids=chat.stop_ids), client)
+        drain(scheduler)
+    layout = export.cache_layout()
+    for ids, client in zip(prompts, clients):
+        expected = [t for t in generate_tokens(reference.new_session(layout), ids, 20, chat.stop_ids) if t not in chat.stop_ids]
+        assert client.tokens == expected

@@ -31,7 +31,7 @@ from exaone4.exporter.runners import CacheLayout, TorchRunner
 from exaone4.exporter.serving.metrics import ACTIVE, FINISHED, ITL, QUEUED, TOKENS, TTFT
 from exaone4.exporter.tiny import TINY_DIR
 
-from triton_server import ensure_triton, triton_server
+from triton_server import ensure_triton, group_rss_bytes, triton_server
 
 http = pytest.importorskip("tritonclient.http", reason="tritonclient is not installed")
 grpc = pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed")
@@ -293,8 +293,10 @@ def test_metrics_count_tokens_and_latencies(server):
     wait_idle(server)
 
 
-def test_soak_with_cancellations_leaks_no_slot(server, reference):
-    """40 streaming requests from 8 clients, random lengths, a fifth cancelled mid-stream: completed texts are the greedy ones."""
+def test_soak_with_cancellations_leaks_no_slot_and_no_memory(server, reference):
+    """40 streaming requests from 8 clients, random lengths, a fifth cancelled mid-stream: completed texts are the greedy
+    ones, every slot is free afterwards and the server's memory (all its processes) has not grown by more than 32 MiB."""
+    rss_before = group_rss_bytes(server.pid)
     rng = random.Random(7)
     jobs = [(PROMPTS[rng.randrange(len(PROMPTS))], rng.randrange(4, LONGEST), rng.random() < 0.2) for _ in range(40)]
 
@@ -319,3 +321,5 @@ def test_soak_with_cancellations_leaks_no_slot(server, reference):
             reference.check(prompt, max_tokens, text)
     assert sum(cancel for *_, cancel in jobs) >= 4
     wait_idle(server)
+    grown = group_rss_bytes(server.pid) - rss_before
+    assert rss_before > 0 and grown < 32 << 20, f"server memory grew by {grown / 2**20:.1f} MiB over the soak"

@@ -37,6 +37,20 @@ class ServerUrls(NamedTuple):
     http: str
     grpc: str
     metrics: str  # Prometheus text at http://{metrics}/metrics
+    pid: int  # the server's, which leads its process group (the Python backend stubs are in it)
+
+
+def group_rss_bytes(pgid: int) -> int:
+    """Resident memory of every process in a process group (the server and its backend stubs), from /proc."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # field 5 of stat: the process group
+                total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # field 24: rss in pages
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
 
 
 @contextlib.contextmanager
@@ -66,7 +80,7 @@ def triton_server(repo: Path, log: Path, timeout: float = 120.0):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"tritonserver not ready after {timeout} s:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield ServerUrls(f"127.0.0.1:{http}", f"127.0.0.1:{grpc}", f"127.0.0.1:{metrics}")
+        yield ServerUrls(f"127.0.0.1:{http}", f"127.0.0.1:{grpc}", f"127.0.0.1:{metrics}", process.pid)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)

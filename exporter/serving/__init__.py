@@ -18,7 +18,7 @@ from .loop import ServingLoop
 from .metrics import METRICS, MetricsObserver, MetricSpec
 from .requests import Client, Finish, GenerationRequest, QueueFull
 from .scheduler import Observer, Scheduler
-from .slots import SlotPool, pool_bytes
+from .slots import GrowingSlotPool, SlotPool, pool_bytes
 from .text import TextClient
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "EngineSpec",
     "Finish",
     "GenerationRequest",
+    "GrowingSlotPool",
     "MetricSpec",
     "MetricsObserver",
     "Observer",

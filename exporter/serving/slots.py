@@ -14,6 +14,10 @@ A decode call covers rows lo..hi of the slots asked for; rows in between that
 are not decoding (free, or mid-prefill) get a dummy token written at their own
 length and are not advanced, so the next chunk of a prefilling row overwrites
 it. Free slots are handed out lowest first to keep that range short.
+
+`GrowingSlotPool` keeps the same slots for a runner whose model grows its cache
+(TensorRT engines, full-cache exports): it gathers a left-padded past per call and
+copies the new positions back, so the scheduler runs over any Runner.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import heapq
 
 import numpy as np
 
-from ..contract import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, CacheLayout, past_names
+from ..contract import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, CacheLayout, past_names, present_for
 from ..session import Runner
 
 
@@ -97,3 +101,54 @@ class SlotPool:
     def _rows(self, lo: int, hi: int) -> dict[str, np.ndarray]:
         """Rows lo..hi of every buffer: views (contiguous, since rows are the first axis), not copies."""
         return {name: buffer[lo:hi] for name, buffer in self.caches.items()}
+
+
+class GrowingSlotPool(SlotPool):
+    """The same slots over a runner whose model grows its cache (present = past + new): TensorRT engines, full-cache exports.
+
+    The slots' buffers are the same; each call gathers the slots' filled positions
+    into a left-padded past (the IO contract's layout) and copies the new positions
+    of the presents back. That costs a copy of the batch's cache per step, which the
+    in-place pool avoids, but lets the scheduler drive any runner through `infer`.
+    A TensorRT engine's profiles take a prompt only on an empty past: give such a
+    pool a `prefill_chunk` as long as the longest prompt.
+    """
+
+    def append(self, slot: int, tokens: np.ndarray) -> np.ndarray:
+        tokens = np.asarray(tokens, np.int64).reshape(1, -1)
+        start, count = int(self.filled[slot]), tokens.shape[1]
+        if start + count > self.max_context:
+            raise ValueError(f"slot {slot} holds {start} tokens; {count} more exceed its {self.max_context} positions")
+        feeds = {
+            INPUT_IDS: tokens,
+            ATTENTION_MASK: np.ones((1, start + count), np.int64),
+            POSITION_IDS: (start + np.arange(count, dtype=np.int64))[None],
+            **{name: buffer[slot : slot + 1, :, :start] for name, buffer in self.caches.items()},
+        }
+        outputs = self.runner.infer(feeds)
+        for name, buffer in self.caches.items():
+            buffer[slot, :, start : start + count] = outputs[present_for(name)][0, :, -count:]
+        self.filled[slot] += count
+        return outputs[LOGITS][0, -1]
+
+    def decode(self, slots: list[int], tokens: list[int]) -> np.ndarray:
+        index = np.asarray(slots, np.int64)
+        filled = self.filled[index]
+        if filled.max() >= self.max_context:
+            raise ValueError(f"a slot holds {int(filled.max())} tokens: no position left of {self.max_context}")
+        width = int(filled.max())
+        feeds = {
+            INPUT_IDS: np.asarray(tokens, np.int64).reshape(-1, 1),
+            ATTENTION_MASK: (np.arange(width + 1)[None] >= (width - filled)[:, None]).astype(np.int64),  # left-padded
+            POSITION_IDS: filled[:, None],
+        }
+        for name, buffer in self.caches.items():
+            past = np.zeros((len(index), *buffer.shape[1:2], width, buffer.shape[3]), buffer.dtype)
+            for row, (slot, n) in enumerate(zip(index, filled)):
+                past[row, :, width - n :] = buffer[slot, :, :n]
+            feeds[name] = past
+        outputs = self.runner.infer(feeds)
+        for name, buffer in self.caches.items():
+            buffer[index, :, filled] = outputs[present_for(name)][:, :, -1]
+        self.filled[index] += 1
+        return outputs[LOGITS][:, -1]
