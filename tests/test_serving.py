@@ -193,17 +193,20 @@ def test_a_failed_model_call_fails_its_requests_and_the_engine_carries_on():
 @pytest.mark.hardening("serving", tried="engine requests: empty prompt, max_tokens 0, prompt plus max_tokens past the slots, "
                        "a full queue", expect="InputError / QueueFull at submit; nothing queued")
 def test_bad_requests_and_a_full_queue_are_refused_at_submit():
-    scheduler = fake_scheduler(max_queue=2)
+    scheduler = fake_scheduler(max_queue=2)  # two slots, free until the next step: four requests fit, the fifth is refused
     for request, message in ((GenerationRequest((), 4), "prompt: is empty"),
                              (GenerationRequest((1,), 0), "max_tokens: must be at least 1, got 0"),
                              (GenerationRequest((1,) * 60, 5), "prompt of 60 tokens plus max_tokens 5 exceeds the context of 64")):
         with pytest.raises(InputError, match=message):
             scheduler.submit(request, Recorder())
-    scheduler.submit(GenerationRequest((1,), 2), Recorder())
-    scheduler.submit(GenerationRequest((1,), 2), Recorder())
+    for _ in range(4):
+        scheduler.submit(GenerationRequest((1,), 20), Recorder())
     with pytest.raises(QueueFull, match="queue is full"):
         scheduler.submit(GenerationRequest((1,), 2), Recorder())
-    assert scheduler.queued == 2
+    scheduler.step()  # two take the slots, two wait: the queue is full again
+    assert scheduler.queued == 2 and scheduler.active == 2
+    with pytest.raises(QueueFull, match=r"queue is full \(2 requests waiting for 2 slots\)"):
+        scheduler.submit(GenerationRequest((1,), 2), Recorder())
 
 
 def test_engine_config_knobs_are_checked():

@@ -83,7 +83,8 @@ class Scheduler:
         """Queue a request; InputError when it can never run, QueueFull when the queue is full."""
         self._check(request)
         with self._wake:
-            if len(self._waiting) >= self.config.max_queue:
+            free = self.pool.capacity - self.pool.in_use  # those ahead that will take a free slot at the next step do not wait
+            if len(self._waiting) >= self.config.max_queue + free:
                 self.observer.finished(Finish.REJECTED)
                 raise QueueFull(f"the engine's queue is full ({self.config.max_queue} requests waiting for "
                                 f"{self.pool.capacity} slots); retry later")
