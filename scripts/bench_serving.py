@@ -202,7 +202,7 @@ def measure_long_prompt(grpc, url: str, args) -> dict:
     gaps = [g for t in timelines for g in t.gaps]
     p50, p99 = percentile(gaps, 50), percentile(gaps, 99)
     return {"itl_p50_ms": p50, "itl_p99_ms": p99, "p99_over_p50": p99 / p50, "long_prompt_ttft_ms": injected[0].ttft * 1000,
-            "max_gap_ms": max(gaps) * 1000}
+            "max_gap_ms": float(max(gaps)) * 1000}
 
 
 def measure(repos: dict[str, Path], args, log_dir: Path) -> dict:
