@@ -281,18 +281,29 @@ def inspect_engine(engine_dir, as_json) -> None:
 @click.option("--python-env", type=click.Path(path_type=Path), default=None,
               help="Virtual environment for the Python-backend models (EXECUTION_ENV_PATH).")
 @click.option("--instances", default=2, show_default=True, type=click.IntRange(1, 64), help="Generation model instances.")
+@click.option("--max-batch", type=int, default=None, help="Resident engine (--kv-cache static export): sequence slots [8].")
+@click.option("--max-context", type=int, default=None, help="Resident engine: positions per slot [the export's].")
+@click.option("--max-queue", type=int, default=None, help="Resident engine: requests waiting for a slot before refusing [64].")
+@click.option("--prefill-chunk", type=int, default=None, help="Resident engine: prompt tokens prefilled per step [256].")
+@click.option("--threads", type=int, default=None, help="Resident engine: onnxruntime intra-op threads [its default].")
 @click.option("--check", is_flag=True, help="Validate REPO instead of writing it.")
 @click.option("--force", is_flag=True, help="Overwrite a directory that is not a repository of this tool.")
 @reports_bad_input
-def triton(source, repo, runtime, python_env, instances, check, force) -> None:
+def triton(source, repo, runtime, python_env, instances, max_batch, max_context, max_queue, prefill_chunk, threads, check,
+           force) -> None:
     """Write a Triton Inference Server repository from an export or engine SOURCE (or --check one)."""
     from .triton import check_repository, write_repository
 
     if not check:
         if source is None:
             raise InputError("SOURCE", "an export or engine directory is needed (or pass --check)")
-        summary = write_repository(source, repo, runtime, force=force, instances=instances, python_env=python_env)
+        engine = _engine_knobs(source, max_batch=max_batch, max_context=max_context, max_queue=max_queue,
+                               prefill_chunk=prefill_chunk, threads=threads)
+        summary = write_repository(source, repo, runtime, force=force, instances=instances, python_env=python_env,
+                                   engine=engine)
         click.echo(f"wrote {', '.join(summary['models'])} ({summary['runtime']}) to {repo}", err=True)
+        if "memory" in summary:
+            click.echo(summary["memory"], err=True)
         click.echo(f"serve it with: tritonserver --model-repository={Path(repo).resolve()}", err=True)
     problems = check_repository(repo)
     for problem in problems:
@@ -300,6 +311,23 @@ def triton(source, repo, runtime, python_env, instances, check, force) -> None:
     if problems:
         sys.exit(EXIT_BAD_INPUT)
     click.echo(f"{repo}: every config.pbtxt parses and matches the export", err=True)
+
+
+def _engine_knobs(source: Path, **asked):
+    """The resident engine's knobs given on the command line (None when none is), flags named in errors."""
+    from dataclasses import replace
+
+    from .artifacts import ExportDir
+    from .serving.config import EngineConfig
+
+    given = {name: value for name, value in asked.items() if value is not None}
+    if not given:
+        return None
+    context = ExportDir.open(source, check_files=False).static_context if ExportDir.exists(source) else None
+    try:
+        return replace(EngineConfig(max_context=context or EngineConfig.max_context), **given)
+    except InputError as exc:
+        raise InputError("--" + exc.where.replace("_", "-"), exc.problem) from None
 
 
 def _report_export(out: Path, manifest, quiet: bool, as_json: bool = False) -> None:

@@ -32,6 +32,7 @@ TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens_map.json"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"  # where LG's checkpoints keep the template
+GENERATION_SPEC_FILE = "generation.json"  # what a Triton generation model knows of its decoder or engine
 HELDOUT_TEXT_FILE = "heldout.txt"  # the bundled model's held-out text: verify's default perplexity text
 # What travels with the model from a checkpoint into an export, an engine and a Triton repository.
 SIDE_FILES = (

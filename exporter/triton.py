@@ -21,40 +21,34 @@ import shutil
 from pathlib import Path
 
 from .artifacts import EngineDir, ExportDir, TensorSpec
-from .chat import SHIPPED_MODULES, ChatTokenizer
-from .contract import MODEL_FILE, SIDE_FILES, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, dtype
+from .contract import GENERATION_SPEC_FILE, MODEL_FILE, dtype
 from .errors import InputError
 from .jsonfile import read_json
 from .output_dir import staged_directory
+from .serving.config import EngineConfig
+from .serving.inputs import GENERATION_INPUTS, GENERATION_OUTPUTS
+from .triton_engine import ENGINE_KNOB, check_engine_models, write_engine_models
+from .triton_parts import (
+    DECODER,
+    GENERATE,
+    MODELS_DIR,
+    STREAM,
+    check_chat,
+    config_parameters,
+    env_parameters,
+    generation_config,
+    generation_files,
+    parameters_text,
+    ship_chat_code,
+    tensor_line,
+)
 
-DECODER, GENERATE, STREAM = "exaone4_decoder", "exaone4", "exaone4_stream"
 RUNTIMES = ("python-ort", "onnxruntime", "tensorrt")
 DECODER_IO = "io.json"  # the decoder's IO as the export declares it, for `triton --check`
-SPEC_FILE = "generation.json"  # what the generation models need to know of the decoder
-PACKAGE_DIR = Path(__file__).resolve().parent  # exaone4/exporter, whose SHIPPED_MODULES are copied
-MODELS_DIR = PACKAGE_DIR / "triton_models"
-# (name, dtype, optional) of the generation models' inputs, as the TensorRT-LLM ensemble names them
-GENERATION_INPUTS = [
-    ("text_input", "string", True),
-    ("messages", "string", True),  # a JSON list of chat messages, instead of text_input
-    ("max_tokens", "int32", False),
-    ("temperature", "float32", True),
-    ("top_p", "float32", True),
-    ("top_k", "int32", True),
-    ("random_seed", "uint64", True),
-    ("enable_thinking", "bool", True),
-    ("tools", "string", True),  # a JSON list of tool schemas
-]
-GENERATION_OUTPUTS = ["text_output", "tool_calls"]
 
 
 def _dims(tensor: TensorSpec) -> str:
     return "[ " + ", ".join(map(str, tensor.fixed_dims)) + " ]"
-
-
-def _tensor(name: str, data_type: str, dims: str, optional: bool = False) -> str:
-    extra = " optional: true" if optional else ""
-    return f'  {{ name: "{name}" data_type: {data_type} dims: {dims}{extra} }}'
 
 
 def _decoder_io(source: ExportDir | EngineDir) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
@@ -69,9 +63,9 @@ def decoder_config(runtime: str, inputs: tuple[TensorSpec, ...], outputs: tuple[
                "tensorrt": 'platform: "tensorrt_plan"'}[runtime]
     kind = "KIND_GPU" if runtime == "tensorrt" else "KIND_CPU"
     lines = [f'name: "{DECODER}"', backend, "max_batch_size: 0", "input ["]
-    lines.append(",\n".join(_tensor(t.name, dtype(t.dtype).triton, _dims(t)) for t in inputs))
+    lines.append(",\n".join(tensor_line(t.name, dtype(t.dtype).triton, _dims(t)) for t in inputs))
     lines += ["]", "output ["]
-    lines.append(",\n".join(_tensor(t.name, dtype(t.dtype).triton, _dims(t)) for t in outputs))
+    lines.append(",\n".join(tensor_line(t.name, dtype(t.dtype).triton, _dims(t)) for t in outputs))
     lines += ["]", f"instance_group [ {{ kind: {kind} count: {instances} }} ]"]
     if runtime == "python-ort":  # decoder_ort.py reads the graph's file name from here
         lines.append(f'parameters: {{ key: "model_file", value: {{ string_value: "{MODEL_FILE}" }} }}')
@@ -80,20 +74,14 @@ def decoder_config(runtime: str, inputs: tuple[TensorSpec, ...], outputs: tuple[
     return "\n".join(lines) + "\n"
 
 
-def generation_config(name: str, decoupled: bool, instances: int) -> str:
-    lines = [f'name: "{name}"', 'backend: "python"', "max_batch_size: 0"]
-    if decoupled:
-        lines.append("model_transaction_policy { decoupled: true }")
-    lines.append("input [")
-    lines.append(",\n".join(_tensor(n, dtype(t).triton, "[ 1 ]", opt) for n, t, opt in GENERATION_INPUTS))
-    lines += ["]", "output [", ",\n".join(_tensor(name, dtype("string").triton, "[ -1 ]") for name in GENERATION_OUTPUTS), "]",
-              f"instance_group [ {{ kind: KIND_CPU count: {instances} }} ]", ""]
-    return "\n".join(lines)
-
-
 def write_repository(source: Path, repo: Path, runtime: str | None = None, force: bool = False,
-                     instances: int = 2, python_env: Path | None = None) -> dict:
-    """Write the repository; returns a summary. `python_env` sets the Python backend's EXECUTION_ENV_PATH."""
+                     instances: int = 2, python_env: Path | None = None, engine: EngineConfig | None = None) -> dict:
+    """Write the repository; returns a summary. `python_env` sets the Python backend's EXECUTION_ENV_PATH.
+
+    An export with an in-place cache (`--kv-cache static`) gets the resident engine
+    (exporter/triton_engine.py; `engine` holds its knobs, max_context defaulting to the
+    export's); any other export or engine the BLS layout (decoder + generation models).
+    """
     source = Path(source)
     is_engine = EngineDir.exists(source)
     runtime = runtime or ("tensorrt" if is_engine else "python-ort")
@@ -105,96 +93,87 @@ def write_repository(source: Path, repo: Path, runtime: str | None = None, force
         raise InputError(str(source), f"the {runtime} runtime needs an export directory, not an engine")
     artifact = EngineDir.open(source) if is_engine else ExportDir.open(source)  # refuses changed files
     export = artifact.source_export() if is_engine else artifact
-    if export.static_context:
-        raise InputError(str(source), "has an in-place KV cache (--kv-cache static), which this repository's BLS "
-                         "generation models cannot hold: they carry the cache through each decoder call; use a full-cache export")
-    inputs, outputs = _decoder_io(artifact)
-    chat = _generation_files(source)
-    env_parameter = (f'parameters: {{ key: "EXECUTION_ENV_PATH", value: {{ string_value: "{Path(python_env).resolve()}" }} }}\n'
-                     if python_env else "")
+    if export.static_context and runtime != "python-ort":
+        raise InputError("--runtime", f"an in-place KV cache export (--kv-cache static) is served by the resident engine "
+                         f"(python-ort runtime), not {runtime}")
+    if engine is not None and not export.static_context:
+        raise InputError(str(source), "--max-batch, --max-queue, --prefill-chunk and --max-context size the resident engine, "
+                         "which needs an export with an in-place KV cache (--kv-cache static)")
+    chat = generation_files(source)
+    env = env_parameters(python_env)
     with staged_directory(Path(repo), marker="README.md", force=force) as staging:
-        decoder_dir = staging / DECODER / "1"
-        decoder_dir.mkdir(parents=True)
-        if runtime == "tensorrt":
-            shutil.copyfile(artifact.engine_path, decoder_dir / "model.plan")
+        if export.static_context:
+            summary = write_engine_models(staging, export, chat, engine, instances, env)
         else:
-            for path in artifact.graph_files:
-                shutil.copyfile(path, decoder_dir / path.name)
-            if runtime == "python-ort":
-                shutil.copyfile(MODELS_DIR / "decoder_ort.py", decoder_dir / "model.py")
-        io = {"inputs": [t.to_json() for t in inputs], "outputs": [t.to_json() for t in outputs]}
-        (staging / DECODER / DECODER_IO).write_text(json.dumps(io, indent=2) + "\n")
-        decoder_text = decoder_config(runtime, inputs, outputs, 1) + (env_parameter if runtime == "python-ort" else "")
-        (staging / DECODER / "config.pbtxt").write_text(decoder_text)
-        layout = artifact.cache_layout()
-        spec = {
-            "decoder_model": DECODER,
-            "num_layers": layout.num_layers,
-            "num_kv_heads": layout.num_kv_heads,
-            "head_dim": layout.head_dim,
-            "kv_dtype": layout.dtype.name,
-            "max_position_embeddings": export.config.max_position_embeddings,
-        }
-        for name, decoupled in ((GENERATE, False), (STREAM, True)):
-            version = staging / name / "1"
-            version.mkdir(parents=True)
-            shutil.copyfile(MODELS_DIR / "generate.py", version / "model.py")
-            (version / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
-            for file in chat:
-                shutil.copyfile(file, version / file.name)
-            ship_chat_code(version)
-            (staging / name / "config.pbtxt").write_text(generation_config(name, decoupled, instances) + env_parameter)
-        (staging / "README.md").write_text(_readme(runtime, export))
-    return {"runtime": runtime, "models": [DECODER, GENERATE, STREAM], "repo": str(repo)}
+            summary = _write_bls_models(staging, artifact, export, runtime, chat, instances, env)
+        (staging / "README.md").write_text(_readme(summary["runtime"], export, summary.get("memory")))
+    return {**summary, "repo": str(repo)}
 
 
-def _generation_files(source: Path) -> list[Path]:
-    """The side files the generation models read, after checking they make a working chat path.
+def _write_bls_models(staging: Path, artifact: ExportDir | EngineDir, export: ExportDir, runtime: str, chat: list[Path],
+                      instances: int, env: dict[str, str]) -> dict:
+    """The decoder model plus the two generation models that reach it over BLS."""
+    inputs, outputs = _decoder_io(artifact)
+    decoder_dir = staging / DECODER / "1"
+    decoder_dir.mkdir(parents=True)
+    if runtime == "tensorrt":
+        shutil.copyfile(artifact.engine_path, decoder_dir / "model.plan")
+    else:
+        for path in artifact.graph_files:
+            shutil.copyfile(path, decoder_dir / path.name)
+        if runtime == "python-ort":
+            shutil.copyfile(MODELS_DIR / "decoder_ort.py", decoder_dir / "model.py")
+    io = {"inputs": [t.to_json() for t in inputs], "outputs": [t.to_json() for t in outputs]}
+    (staging / DECODER / DECODER_IO).write_text(json.dumps(io, indent=2) + "\n")
+    decoder_text = decoder_config(runtime, inputs, outputs, 1) + parameters_text(env if runtime == "python-ort" else {})
+    (staging / DECODER / "config.pbtxt").write_text(decoder_text)
+    layout = artifact.cache_layout()
+    spec = {
+        "decoder_model": DECODER,
+        "num_layers": layout.num_layers,
+        "num_kv_heads": layout.num_kv_heads,
+        "head_dim": layout.head_dim,
+        "kv_dtype": layout.dtype.name,
+        "max_position_embeddings": export.config.max_position_embeddings,
+    }
+    for name, decoupled in ((GENERATE, False), (STREAM, True)):
+        version = staging / name / "1"
+        version.mkdir(parents=True)
+        shutil.copyfile(MODELS_DIR / "generate.py", version / "model.py")
+        (version / GENERATION_SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+        for file in chat:
+            shutil.copyfile(file, version / file.name)
+        ship_chat_code(version)
+        (staging / name / "config.pbtxt").write_text(generation_config(name, decoupled, instances, env))
+    return {"runtime": runtime, "models": [DECODER, GENERATE, STREAM], "layout": "bls"}
 
-    Opening the chat tokenizer here refuses what would otherwise fail only when the
-    server loads the model: no template, special tokens missing from the vocabulary,
-    a malformed eos_token_id, no stop token.
-    """
-    for required in (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE):
-        if not (source / required).is_file():
-            raise InputError(str(source), f"has no {required} to copy into the repository")
-    _check_chat(source)
-    return [source / name for name in SIDE_FILES if (source / name).is_file()]
 
-
-def _check_chat(directory: Path) -> ChatTokenizer:
-    chat = ChatTokenizer.open(directory)
-    if chat.template is None:
-        raise InputError(str(directory), "has no chat template (chat_template.jinja, or chat_template in tokenizer_config.json)")
-    return chat
-
-
-def ship_chat_code(version: Path) -> None:
-    """Copy the chat path (exaone4.exporter's SHIPPED_MODULES) beside a generation model's model.py."""
-    package = version / "exaone4" / "exporter"
-    package.mkdir(parents=True)
-    (version / "exaone4" / "__init__.py").write_text('"""exaone4-export modules shipped for the Triton generation models."""\n')
-    for name in SHIPPED_MODULES:
-        path = PACKAGE_DIR / name
-        if path.is_dir():
-            shutil.copytree(path, package / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copyfile(path, package / name)
-
-
-def _readme(runtime: str, export: ExportDir) -> str:
-    return f"""# EXAONE 4 on Triton Inference Server
-
-Written by exaone4-export from a {export.manifest.target} {export.manifest.dtype} export; decoder runtime: {runtime}.
-
-| model | what |
+def _models_table(memory: str | None) -> str:
+    if memory:  # the resident engine
+        return f"""| model | what |
+|---|---|
+| `{STREAM}` | the resident engine (decoupled): the export run by onnxruntime, a fixed pool of KV-cache slots and an \
+in-flight batching scheduler; one response per piece of text (gRPC streaming, or HTTP `generate_stream`); its \
+config.pbtxt parameters are the knobs (max_batch, max_context, max_queue, prefill_chunk, threads). {memory} |
+| `{GENERATE}` | the same requests answered with the whole text and tool calls: forwarded to `{STREAM}` over BLS, so \
+plain and streaming requests batch together |
+"""
+    return f"""| model | what |
 |---|---|
 | `{DECODER}` | the decoder; IO as in the export contract (input_ids, attention_mask, position_ids, past_key_values.* -> \
 logits, present.*) |
 | `{GENERATE}` | text (or a JSON conversation) in, text and tool calls out: chat template, tokenization, greedy or \
 sampled decoding with the KV cache (BLS to `{DECODER}`); runs exaone4-export's own chat code, shipped in `1/exaone4/` |
 | `{STREAM}` | the same, decoupled: one response per generated token (gRPC streaming, or HTTP `generate_stream`) |
+"""
 
+
+def _readme(runtime: str, export: ExportDir, memory: str | None) -> str:
+    return f"""# EXAONE 4 on Triton Inference Server
+
+Written by exaone4-export from a {export.manifest.target} {export.manifest.dtype} export; runtime: {runtime}.
+
+{_models_table(memory)}
 Start the server:
 
     tritonserver --model-repository=$PWD
@@ -234,19 +213,22 @@ def check_repository(repo: Path) -> list[str]:
         if not any(p.is_dir() and p.name.isdigit() for p in path.parent.iterdir()):
             problems.append(f"{path.parent}: no version folder")
         configs[config.name] = config
-    for required in (DECODER, GENERATE, STREAM):
+    engine = STREAM in configs and ENGINE_KNOB in config_parameters(configs[STREAM])
+    for required in (GENERATE, STREAM) if engine else (DECODER, GENERATE, STREAM):
         if required not in configs:
             problems.append(f"{repo}: model {required!r} missing")
-    if DECODER in configs:
+    if engine:
+        problems += check_engine_models(configs[STREAM], repo / STREAM)
+    elif DECODER in configs:
         problems += _check_decoder_io(configs[DECODER], repo / DECODER / DECODER_IO)
     for name in (GENERATE, STREAM):
-        if name in configs:
-            problems += _check_generation_model(configs[name], repo / name)
+        if name in configs:  # the engine's front (exaone4) reads no chat files: it forwards to exaone4_stream
+            problems += _check_generation_model(configs[name], repo / name, with_chat=not (engine and name == GENERATE))
     return problems
 
 
-def _check_generation_model(config, model_dir: Path) -> list[str]:
-    """The config's IO and transaction policy, and a chat path that will load: template, tokenizer, stop tokens."""
+def _check_generation_model(config, model_dir: Path, with_chat: bool) -> list[str]:
+    """The config's IO and transaction policy, the shipped code and, `with_chat`, a chat path that will load."""
     from tritonclient.grpc import model_config_pb2
 
     problems = []
@@ -256,16 +238,18 @@ def _check_generation_model(config, model_dir: Path) -> list[str]:
         data_type = dtype(name).triton
         if have.get(tensor) != data_type:
             problems.append(f"{where}: input {tensor!r} should be {data_type}, is {have.get(tensor)}")
-    if [o.name for o in config.output] != GENERATION_OUTPUTS:
+    if tuple(o.name for o in config.output) != GENERATION_OUTPUTS:
         problems.append(f"{where}: outputs should be {', '.join(GENERATION_OUTPUTS)}")
     if config.model_transaction_policy.decoupled != (model_dir.name == STREAM):
         problems.append(f"{where}: decoupled should be {model_dir.name == STREAM}")
+    needed = ("model.py", GENERATION_SPEC_FILE, "exaone4/exporter/chat/__init__.py") if with_chat else ("model.py",)
     for version in sorted(p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()):
-        for needed in ("model.py", SPEC_FILE, "exaone4/exporter/chat/__init__.py"):
-            if not (version / needed).is_file():
-                problems.append(f"{version / needed}: missing")
+        for name in needed:
+            if not (version / name).is_file():
+                problems.append(f"{version / name}: missing")
         try:
-            _check_chat(version)
+            if with_chat:
+                check_chat(version)
         except InputError as exc:
             problems.append(str(exc))
     return problems

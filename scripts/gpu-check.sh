@@ -6,6 +6,9 @@
 #   3. parity scenarios through the engines (the trt backend) against the reference
 #   4. prefill / decode timing of the engines
 #   5. the ort export on onnxruntime-gpu's CUDA execution provider, at parity (needs the [gpu] extra)
+#   6. the resident engine's scheduler (exaone4.exporter.serving) over a --kv-cache static export on the CUDA
+#      provider, and over the fp16 TensorRT engine (growing-cache slot pool): greedy tokens alone == batched
+#      (scripts/serving_check.py; 4 slots: the engine's profiles are built for batch 1..4)
 # Results land in ${1:-gpu-check}/ (reports, build records, timings.json).
 set -euo pipefail
 out=${1:-gpu-check}
@@ -29,6 +32,12 @@ $cli verify "$out/canonical-fp16" --checkpoint bundled:tiny --backend trt --engi
 $cli export bundled:tiny -o "$out/ort" --target ort --force --quiet
 $cli verify "$out/ort" --checkpoint bundled:tiny --backend ort --ort-device cuda --report "$out/report-ort-cuda" --force --quiet \
   || echo "ort on CUDA: parity failed or no CUDA execution provider (see $out/report-ort-cuda, README's [gpu] extra)"
+# the resident engine's scheduler over onnxruntime-gpu (in-place buffers bound through I/O binding)
+$cli export bundled:tiny -o "$out/ort-static" --target ort --kv-cache static --max-context 256 --force --quiet
+python scripts/serving_check.py "$out/ort-static" --providers CUDAExecutionProvider CPUExecutionProvider \
+  || echo "serving on CUDA: batched tokens differ or no CUDA execution provider (see above)"
+python scripts/serving_check.py "$out/engine-fp16" --trt --context 256 --slots 4 \
+  || echo "serving over TensorRT: batched tokens differ from alone (fp16 near-ties are reported above)"
 python - "$out" <<'PY'
 import json, sys, time
 from pathlib import Path

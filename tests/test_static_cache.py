@@ -191,6 +191,16 @@ def test_bad_static_requests_are_refused(tiny_exports, tmp_path):
         assert not (tmp_path / "out").exists()
 
 
-def test_triton_refuses_a_static_export(static_exports, tmp_path):
-    result = cli("triton", static_exports / "all", "--repo", tmp_path / "repo")
-    assert result.exit_code == 2 and "has an in-place KV cache" in result.output and not (tmp_path / "repo").exists()
+@pytest.mark.hardening("Triton", tried="a static export with --runtime onnxruntime; engine knobs (--max-batch, --max-context) on a "
+                       "full-cache export or past the export's positions", expect="exit 2 naming the option, nothing written")
+def test_triton_refuses_engine_requests_it_cannot_serve(static_exports, tiny_exports, tmp_path):
+    cases = [
+        ((static_exports / "all", "--runtime", "onnxruntime"), "--runtime: an in-place KV cache export (--kv-cache static) is "
+         "served by the resident engine (python-ort runtime), not onnxruntime"),
+        ((tiny_exports["ort"], "--max-batch", 4), "size the resident engine, which needs an export with an in-place KV cache"),
+        ((static_exports / "last", "--max-context", 200), "--max-context: 200 exceeds the export's in-place cache of 128 positions"),
+        ((static_exports / "last", "--max-batch", 0), "--max-batch: must be an integer of at least 1, got 0"),
+    ]
+    for args, message in cases:
+        result = cli("triton", *args, "--repo", tmp_path / "repo")
+        assert result.exit_code == 2 and message in result.output and not (tmp_path / "repo").exists(), result.output

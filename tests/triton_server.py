@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 TRITON = ROOT / ".triton"
@@ -32,15 +33,36 @@ def ensure_triton() -> Path | None:
     return TRITON
 
 
+class ServerUrls(NamedTuple):
+    http: str
+    grpc: str
+    metrics: str  # Prometheus text at http://{metrics}/metrics
+    pid: int  # the server's, which leads its process group (the Python backend stubs are in it)
+
+
+def group_rss_bytes(pgid: int) -> int:
+    """Resident memory of every process in a process group (the server and its backend stubs), from /proc."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # field 5 of stat: the process group
+                total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # field 24: rss in pages
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 @contextlib.contextmanager
 def triton_server(repo: Path, log: Path, timeout: float = 120.0):
-    """Yield (http_url, grpc_url) of a server serving `repo`; killed by pid (its process group) on exit."""
+    """Yield the ServerUrls of a server serving `repo`; killed by pid (its process group) on exit."""
     http, grpc, metrics = free_port(), free_port(), free_port()
     env = dict(os.environ, LD_LIBRARY_PATH=str(TRITON / "libs"))
     command = [
         str(TRITON / "bin" / "tritonserver"), f"--model-repository={repo}", f"--backend-directory={TRITON / 'backends'}",
         "--http-address=127.0.0.1", f"--http-port={http}", "--grpc-address=127.0.0.1", f"--grpc-port={grpc}",
-        f"--metrics-port={metrics}", "--allow-metrics=false", "--log-verbose=0",
+        "--allow-metrics=true", "--allow-cpu-metrics=false", "--metrics-address=127.0.0.1", f"--metrics-port={metrics}",
+        "--metrics-interval-ms=200", "--log-verbose=0",
     ]
     with open(log, "w") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -58,7 +80,7 @@ def triton_server(repo: Path, log: Path, timeout: float = 120.0):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"tritonserver not ready after {timeout} s:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield f"127.0.0.1:{http}", f"127.0.0.1:{grpc}"
+        yield ServerUrls(f"127.0.0.1:{http}", f"127.0.0.1:{grpc}", f"127.0.0.1:{metrics}", process.pid)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)

@@ -12,8 +12,10 @@ from .sampling import Sampling, choose_token
 from .stream import TextStream
 from .tokenizer import END_OF_TURN, ChatTokenizer
 
-# Modules of exaone4.exporter that the Triton generation models import, relative to exporter/.
-SHIPPED_MODULES = ("__init__.py", "errors.py", "jsonfile.py", "contract.py", "session.py", "generate.py", "chat")
+# Modules of exaone4.exporter that the Triton generation models import, relative to exporter/
+# (ort_runner and serving: the resident engine of a --kv-cache static export's repository).
+SHIPPED_MODULES = ("__init__.py", "errors.py", "jsonfile.py", "contract.py", "session.py", "generate.py", "ort_runner.py",
+                   "chat", "serving")
 
 __all__ = [
     "END_OF_TURN",

@@ -14,6 +14,7 @@ is a BLS call. In decoupled mode (`exaone4_stream`) every piece of text is sent
 as soon as it is visible, and the tool calls in a last response.
 """
 
+import functools
 import json
 import os
 import sys
@@ -23,21 +24,12 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shipped exaone4 package wins
 
-from exaone4.exporter.chat import (  # noqa: E402
-    ChatTokenizer,
-    Sampling,
-    TextStream,
-    conversation,
-    parse_response,
-    read_messages,
-    read_tools,
-)
-from exaone4.exporter.contract import CHAT_TEMPLATE_FILE, LOGITS, CacheLayout, present_for  # noqa: E402
+from exaone4.exporter.chat import ChatTokenizer, TextStream, parse_response  # noqa: E402
+from exaone4.exporter.contract import CHAT_TEMPLATE_FILE, GENERATION_SPEC_FILE, LOGITS, CacheLayout, present_for  # noqa: E402
 from exaone4.exporter.errors import InputError  # noqa: E402
 from exaone4.exporter.generate import generate_tokens  # noqa: E402
+from exaone4.exporter.serving.inputs import TEXT_OUTPUT, TOOL_CALLS, ChatRequest  # noqa: E402
 from exaone4.exporter.session import KVCacheSession, Runner  # noqa: E402
-
-SPEC_FILE = "generation.json"
 
 
 class BlsRunner(Runner):
@@ -60,7 +52,7 @@ class BlsRunner(Runner):
 class TritonPythonModel:
     def initialize(self, args):
         here = os.path.join(args["model_repository"], args["model_version"])
-        with open(os.path.join(here, SPEC_FILE)) as f:
+        with open(os.path.join(here, GENERATION_SPEC_FILE)) as f:
             spec = json.load(f)
         self.chat = ChatTokenizer.open(here)  # an InputError here names the file: the model fails to load
         if self.chat.template is None:
@@ -82,7 +74,7 @@ class TritonPythonModel:
         try:
             pieces, tools_given = self._generate(request)
             text = "".join(pieces)
-            return pb_utils.InferenceResponse(output_tensors=[_string("text_output", text), self._tool_calls(text, tools_given)])
+            return pb_utils.InferenceResponse(output_tensors=[_string(TEXT_OUTPUT, text), self._tool_calls(text, tools_given)])
         except Exception as exc:  # this request fails alone; the model keeps serving
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
 
@@ -93,7 +85,7 @@ class TritonPythonModel:
             text = ""
             for piece in pieces:
                 text += piece
-                sender.send(pb_utils.InferenceResponse(output_tensors=[_string("text_output", piece)]))
+                sender.send(pb_utils.InferenceResponse(output_tensors=[_string(TEXT_OUTPUT, piece)]))
             if tools_given:
                 sender.send(pb_utils.InferenceResponse(output_tensors=[self._tool_calls(text, True)]))
             sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
@@ -103,34 +95,25 @@ class TritonPythonModel:
 
     def _tool_calls(self, text, tools_given):
         calls = parse_response(text).tool_calls if tools_given else []
-        return _string("tool_calls", json.dumps(calls, ensure_ascii=False))
+        return _string(TOOL_CALLS, json.dumps(calls, ensure_ascii=False))
 
     # ------------------------------------------------------------------ one request
 
     def prompt(self, request):
         """(prompt ids, whether tools were offered) from the request's inputs."""
-        text = _text(request, "text_input")
-        messages = _text(request, "messages")
-        if bool(text and text.strip()) == bool(messages):
-            raise InputError("text_input", "is empty" if not messages else "give text_input or messages, not both")
-        messages = read_messages(messages, "messages") if messages else conversation(text)
-        tools_text = _text(request, "tools")
-        tools = read_tools(tools_text, "tools") if tools_text else None
-        thinking = bool(_scalar(request, "enable_thinking", False))
-        return self.chat.prompt_ids(messages, enable_thinking=thinking, tools=tools), bool(tools)
+        return self._read(request)[:2]
+
+    def _read(self, request):
+        asked = ChatRequest.read(functools.partial(_scalar, request))
+        return asked.prompt_ids(self.chat), bool(asked.tools), asked
 
     def _generate(self, request):
         """(a generator of text pieces, whether tools were offered); request errors raise before any text."""
-        prompt, tools_given = self.prompt(request)
-        max_tokens = int(_scalar(request, "max_tokens", 64))
-        if max_tokens < 1:
-            raise InputError("max_tokens", f"must be at least 1, got {max_tokens}")
-        if len(prompt) + max_tokens > self.context:
-            too_long = f"prompt of {len(prompt)} tokens plus max_tokens {max_tokens} exceeds the context of {self.context}"
+        prompt, tools_given, asked = self._read(request)
+        if len(prompt) + asked.max_tokens > self.context:
+            too_long = f"prompt of {len(prompt)} tokens plus max_tokens {asked.max_tokens} exceeds the context of {self.context}"
             raise InputError("max_tokens", too_long)
-        sampling = Sampling(temperature=float(_scalar(request, "temperature", 0.0)), top_k=int(_scalar(request, "top_k", 0)),
-                            top_p=float(_scalar(request, "top_p", 1.0)), seed=int(_scalar(request, "random_seed", 0)))
-        return self._pieces(prompt, max_tokens, sampling), tools_given
+        return self._pieces(prompt, asked.max_tokens, asked.sampling), tools_given
 
     def _pieces(self, prompt, max_tokens, sampling):
         stream = TextStream(self.chat)
@@ -145,14 +128,9 @@ class TritonPythonModel:
             yield rest
 
 
-def _scalar(request, name, default):
+def _scalar(request, name):
     tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return default if tensor is None else tensor.as_numpy().reshape(-1)[0]
-
-
-def _text(request, name):
-    value = _scalar(request, name, None)
-    return value.decode("utf-8") if isinstance(value, bytes) else value
+    return None if tensor is None else tensor.as_numpy().reshape(-1)[0]
 
 
 def _string(name, text):
