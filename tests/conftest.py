@@ -76,11 +76,11 @@ def hf_config(**overrides):
     return transformers.Exaone4Config(**base)
 
 
-def random_hf_model(config, seed: int = 0, dtype=torch.float32):
-    """A transformers Exaone4ForCausalLM with weights large enough to make errors visible."""
+def random_hf_model(config, seed: int = 0, dtype=torch.float32, cls: str = "Exaone4ForCausalLM"):
+    """A transformers EXAONE 4 model (`cls`: any of its five classes) with weights large enough to make errors visible."""
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(seed)
-    model = transformers.Exaone4ForCausalLM(config)
+    model = getattr(transformers, cls)(config)
     with torch.no_grad():
         for param in model.parameters():
             if param.dim() == 1:
