@@ -107,8 +107,8 @@ class HeadConfig:
 def require_causal_lm(config_head: HeadConfig, where: str, what: str) -> None:
     """Refuse, in one line, a command that needs a causal LM (generation, KV cache options) on a head."""
     if not config_head.is_causal_lm:
-        raise InputError(where, f"is an {config_head.head.value} ({config_head.layout.task}); {what} needs an "
-                         f"{Head.CAUSAL_LM.value}")
+        raise InputError(where, f"{what} needs an {Head.CAUSAL_LM.value}; this model is an {config_head.head.value} "
+                         f"({config_head.layout.task}: one forward, no KV cache)")
 
 
 # --------------------------------------------------------------------------- parsing
