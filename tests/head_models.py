@@ -5,6 +5,7 @@
     expected = transformers_outputs(model, ids, mask)       # {output name: array}, as an export names them
     assert max_error(expected, ours, mask) <= 1e-4           # only positions a real token holds
 
+Checkpoints carry the bundled tokenizer (vocabulary 2048), as a fine-tuned checkpoint would.
 The batch mixes a row with no padding (longer than the hybrid configs' window of 4),
 a left-padded row and a right-padded one, so both padding sides and the sliding
 window are crossed in one call; padding uses `pad_token_id` 0 and real tokens never do.
@@ -12,11 +13,14 @@ window are crossed in one call; padding uses `pad_token_id` 0 and real tokens ne
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 from conftest import ARCHITECTURES, hf_config, random_hf_model, save_hf_checkpoint
+
+from exaone4.exporter.tiny import TINY_DIR
 
 HEAD_CLASSES = (
     "Exaone4Model",
@@ -25,15 +29,22 @@ HEAD_CLASSES = (
     "Exaone4ForQuestionAnswering",
 )
 LABELS = {"id2label": {0: "NEGATIVE", 1: "NEUTRAL", 2: "POSITIVE"}, "label2id": {"NEGATIVE": 0, "NEUTRAL": 1, "POSITIVE": 2}}
+TAGS = {"id2label": {0: "O", 1: "B-PER", 2: "I-PER"}, "label2id": {"O": 0, "B-PER": 1, "I-PER": 2}}
+VOCAB = 2048  # the bundled tokenizer's, so the checkpoints carry it (for serving) and any text encodes
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 PAD = 0
 ROW_LENGTHS = (11, 7, 5)  # no padding (past the window), left-padded, right-padded
 
 
 def head_checkpoint(cls: str, architecture: str, directory: Path, seed: int = 0, **overrides):
     """(transformers model of class `cls`, its save_pretrained directory) on one of conftest.ARCHITECTURES."""
-    config = hf_config(**{**ARCHITECTURES[architecture], **LABELS, **overrides})
+    labels = TAGS if cls == "Exaone4ForTokenClassification" else LABELS
+    config = hf_config(**{"vocab_size": VOCAB, **ARCHITECTURES[architecture], **labels, **overrides})
     model = random_hf_model(config, seed=seed, cls=cls)
-    return model, save_hf_checkpoint(model, Path(directory))
+    directory = save_hf_checkpoint(model, Path(directory))
+    for name in TOKENIZER_FILES:  # the bundled tokenizer, as a fine-tuned checkpoint carries its own
+        shutil.copyfile(TINY_DIR / name, directory / name)
+    return model, directory
 
 
 def padded_batch(vocab: int, seed: int = 1, lengths=ROW_LENGTHS, sides=("none", "left", "right")):

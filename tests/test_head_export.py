@@ -114,7 +114,31 @@ def test_a_head_export_whose_config_changed_labels_is_refused(head_exports, tmp_
     copy = tmp_path / "export"
     shutil.copytree(head_exports[("Exaone4ForTokenClassification", "hybrid_gqa")]["ort"], copy)
     config = json.loads((copy / "config.json").read_text())
-    renamed = {"id2label": {"0": "O", "1": "B-PER", "2": "I-PER"}, "label2id": {"O": 0, "B-PER": 1, "I-PER": 2}}
+    renamed = {"id2label": {"0": "O", "1": "B-LOC", "2": "I-LOC"}, "label2id": {"O": 0, "B-LOC": 1, "I-LOC": 2}}
     (copy / "config.json").write_text(json.dumps({**config, **renamed}))
     with pytest.raises(Exception, match="architectures or labels differ from those recorded in export.json"):
         ExportDir.open(copy)
+
+
+@pytest.mark.hardening("generate", tried="generate (and quantize) asked of a head export or checkpoint",
+                       expect="exit 2, one line naming the model and its class, before anything is loaded")
+def test_generate_and_quantize_refuse_a_head_in_one_line(head_exports, tmp_path):
+    entry = head_exports[("Exaone4ForQuestionAnswering", "llama3_hybrid")]
+    for args in (["generate", str(entry["ort"]), "--prompt", "hi"],
+                 ["generate", str(entry["checkpoint"]), "--prompt", "hi", "--backend", "torch"],
+                 ["quantize", str(entry["ort"]), "--checkpoint", str(entry["checkpoint"]), "-o", str(tmp_path / "q")]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, result.output
+        assert len(result.output.strip().splitlines()) == 1 and "needs an Exaone4ForCausalLM; this model is an " \
+            "Exaone4ForQuestionAnswering (question-answering" in result.output
+    assert not (tmp_path / "q").exists()
+
+
+def test_inspect_shows_the_class_and_labels(head_exports):
+    checkpoint = head_exports[("Exaone4ForSequenceClassification", "llama3_hybrid")]["checkpoint"]
+    result = CliRunner().invoke(main, ["inspect", str(checkpoint)], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "Exaone4ForSequenceClassification (text-classification)" in result.output
+    assert "0 NEGATIVE, 1 NEUTRAL, 2 POSITIVE" in result.output
+    summary = json.loads(CliRunner().invoke(main, ["inspect", str(checkpoint), "--json"]).output)
+    assert summary["head"]["label2id"] == {"NEGATIVE": 0, "NEUTRAL": 1, "POSITIVE": 2}
