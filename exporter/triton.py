@@ -24,8 +24,12 @@ from .artifacts import EngineDir, ExportDir, TensorSpec
 from .chat import SHIPPED_MODULES, ChatTokenizer
 from .contract import MODEL_FILE, SIDE_FILES, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, dtype
 from .errors import InputError
+from .heads import Head
 from .jsonfile import read_json
 from .output_dir import staged_directory
+from .triton_heads import FRONT as HEAD_FRONT
+from .triton_heads import GRAPH as HEAD_GRAPH
+from .triton_heads import HEAD_SPEC, check_head_repository, write_head_repository
 
 DECODER, GENERATE, STREAM = "exaone4_decoder", "exaone4", "exaone4_stream"
 RUNTIMES = ("python-ort", "onnxruntime", "tensorrt")
@@ -64,11 +68,13 @@ def _decoder_io(source: ExportDir | EngineDir) -> tuple[tuple[TensorSpec, ...], 
     return source.manifest.inputs, source.manifest.outputs
 
 
-def decoder_config(runtime: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], instances: int) -> str:
+def decoder_config(runtime: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], instances: int,
+                   name: str = DECODER) -> str:
+    """config.pbtxt of a model that runs an export's graph (the decoder, or a head's graph), IO as the export's."""
     backend = {"python-ort": 'backend: "python"', "onnxruntime": 'platform: "onnxruntime_onnx"',
                "tensorrt": 'platform: "tensorrt_plan"'}[runtime]
     kind = "KIND_GPU" if runtime == "tensorrt" else "KIND_CPU"
-    lines = [f'name: "{DECODER}"', backend, "max_batch_size: 0", "input ["]
+    lines = [f'name: "{name}"', backend, "max_batch_size: 0", "input ["]
     lines.append(",\n".join(_tensor(t.name, dtype(t.dtype).triton, _dims(t)) for t in inputs))
     lines += ["]", "output ["]
     lines.append(",\n".join(_tensor(t.name, dtype(t.dtype).triton, _dims(t)) for t in outputs))
@@ -105,6 +111,8 @@ def write_repository(source: Path, repo: Path, runtime: str | None = None, force
         raise InputError(str(source), f"the {runtime} runtime needs an export directory, not an engine")
     artifact = EngineDir.open(source) if is_engine else ExportDir.open(source)  # refuses changed files
     export = artifact.source_export() if is_engine else artifact
+    if export.manifest.head is not Head.CAUSAL_LM:
+        return write_head_repository(export, repo, runtime, force, instances, python_env)
     if export.static_context:
         raise InputError(str(source), "has an in-place KV cache (--kv-cache static), which this repository's BLS "
                          "generation models cannot hold: they carry the cache through each decoder call; use a full-cache export")
@@ -169,12 +177,12 @@ def _check_chat(directory: Path) -> ChatTokenizer:
     return chat
 
 
-def ship_chat_code(version: Path) -> None:
-    """Copy the chat path (exaone4.exporter's SHIPPED_MODULES) beside a generation model's model.py."""
+def ship_chat_code(version: Path, modules: tuple[str, ...] = SHIPPED_MODULES) -> None:
+    """Copy exaone4.exporter's `modules` (the chat path by default) beside a Python-backend model's model.py."""
     package = version / "exaone4" / "exporter"
     package.mkdir(parents=True)
-    (version / "exaone4" / "__init__.py").write_text('"""exaone4-export modules shipped for the Triton generation models."""\n')
-    for name in SHIPPED_MODULES:
+    (version / "exaone4" / "__init__.py").write_text('"""exaone4-export modules shipped for the Triton Python-backend models."""\n')
+    for name in modules:
         path = PACKAGE_DIR / name
         if path.is_dir():
             shutil.copytree(path, package / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -234,6 +242,8 @@ def check_repository(repo: Path) -> list[str]:
         if not any(p.is_dir() and p.name.isdigit() for p in path.parent.iterdir()):
             problems.append(f"{path.parent}: no version folder")
         configs[config.name] = config
+    if HEAD_GRAPH in configs or (repo / HEAD_FRONT / "1" / HEAD_SPEC).is_file():  # a head export's repository
+        return problems + check_head_repository(repo, configs)
     for required in (DECODER, GENERATE, STREAM):
         if required not in configs:
             problems.append(f"{repo}: model {required!r} missing")
