@@ -32,6 +32,7 @@ from .contract import (
     dtype,
 )
 from .errors import InputError
+from .heads import CLASSIFIERS, LAYOUTS, Head, HeadConfig
 from .jsonfile import JsonFields, read_json, sha256_file
 
 REEXPORT = "export it again with this version of exaone4-export"
@@ -94,7 +95,32 @@ class ExportManifest:
     quantization: dict | None = None  # {"format": "fp8", ...} for quantized exports
     lowered_from: str | None = None
     quantized_from: str | None = None
+    # The EXAONE 4 class exported (exporter/heads.py); a classifier's labels. Manifests from
+    # before heads existed are causal LMs.
+    architecture: str = Head.CAUSAL_LM.value
+    task: str = LAYOUTS[Head.CAUSAL_LM].task
+    num_labels: int | None = None
+    id2label: dict[str, str] | None = None  # JSON object keys: the class index as a string
+    label2id: dict[str, int] | None = None
+    problem_type: str | None = None
     format: str = EXPORT_FORMAT
+
+    @classmethod
+    def head_fields(cls, head: HeadConfig) -> dict[str, Any]:
+        """The manifest fields that record `head` (for `dataclasses.replace` or the constructor)."""
+        summary = head.to_summary()
+        labels = {"num_labels": head.num_labels, "id2label": {str(i): v for i, v in enumerate(head.id2label)},
+                  "label2id": head.label2id, "problem_type": head.problem_type} if head.head in CLASSIFIERS else {}
+        return {"architecture": summary["architecture"], "task": summary["task"], **labels}
+
+    @property
+    def head(self) -> Head:
+        return Head(self.architecture)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """A classifier's label names by class index; () for the other classes."""
+        return tuple(self.id2label[str(i)] for i in range(self.num_labels or 0)) if self.id2label else ()
 
     @property
     def quantization_format(self) -> str | None:
@@ -152,7 +178,22 @@ class ExportManifest:
             quantization=reader.get("quantization", dict, default=None),
             lowered_from=reader.get("lowered_from", str, default=None),
             quantized_from=reader.get("quantized_from", str, default=None),
+            **_head_fields(reader, where),
         )
+
+
+def _head_fields(reader: JsonFields, where: str) -> dict[str, Any]:
+    """architecture, task and labels; absent in manifests from before heads (a causal LM)."""
+    architecture = reader.get("architecture", str, default=Head.CAUSAL_LM.value)
+    if architecture not in {head.value for head in Head}:
+        raise InputError(f"{where}: architecture", f"{architecture!r} is not an EXAONE 4 class of this tool; {REEXPORT}")
+    fields_ = {"architecture": architecture, "task": reader.get("task", str, default=LAYOUTS[Head(architecture)].task)}
+    if Head(architecture) in CLASSIFIERS:
+        fields_.update(num_labels=reader.get("num_labels", int), id2label=reader.get("id2label", dict),
+                       label2id=reader.get("label2id", dict), problem_type=reader.get("problem_type", str, default=None))
+        if sorted(fields_["id2label"]) != sorted(str(i) for i in range(fields_["num_labels"])):
+            raise InputError(f"{where}: id2label", f"does not name labels 0..{fields_['num_labels'] - 1}; {REEXPORT}")
+    return fields_
 
 
 @dataclass(frozen=True)
@@ -177,6 +218,8 @@ class ExportDir:
         config = load_config(directory / CONFIG_FILE)
         if config.to_summary() != manifest.config:
             raise InputError(str(directory / CONFIG_FILE), f"differs from the architecture recorded in {EXPORT_MANIFEST}")
+        if ExportManifest.head_fields(config.head) != {key: getattr(manifest, key) for key in ExportManifest.head_fields(config.head)}:
+            raise InputError(str(directory / CONFIG_FILE), f"its architectures or labels differ from those recorded in {EXPORT_MANIFEST}")
         return cls(directory, manifest, config)
 
     @staticmethod
@@ -210,8 +253,9 @@ class ExportDir:
         return self.manifest.max_context if self.manifest.kv_cache == "static" else None
 
     def check_architecture(self, config: Exaone4Config, checkpoint_dir: Path) -> None:
-        """Refuse a checkpoint whose architecture is not the one this export came from."""
-        if config.to_summary() != self.manifest.config:
+        """Refuse a checkpoint whose architecture (or class, or labels) is not the one this export came from."""
+        head = ExportManifest.head_fields(config.head)
+        if config.to_summary() != self.manifest.config or head != {key: getattr(self.manifest, key) for key in head}:
             raise InputError(str(checkpoint_dir), f"its architecture differs from the one {self.directory} was exported from")
 
 

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from ..graphs.attention_function import DOMAIN, OP_TYPE
-from .model import AttentionCore, Exaone4ForCausalLM
+from .model import AttentionCore
+from .model_heads import decoder_of
 
 
 class CustomOpAttentionCore(nn.Module):
@@ -48,8 +49,8 @@ class CustomOpAttentionCore(nn.Module):
         return out, present_key, present_value
 
 
-def use_custom_attention(model: Exaone4ForCausalLM) -> Exaone4ForCausalLM:
-    """Swap every layer's AttentionCore for the custom-op version, in place."""
-    for layer in model.model.layers:
+def use_custom_attention(model: nn.Module) -> nn.Module:
+    """Swap every layer's AttentionCore for the custom-op version, in place (any EXAONE 4 class)."""
+    for layer in decoder_of(model).layers:
         layer.self_attn.core = CustomOpAttentionCore(layer.self_attn.core)
     return model

@@ -18,6 +18,7 @@ from .checkpoint import Checkpoint
 from .config import Exaone4Config
 from .contract import CacheLayout
 from .errors import InputError
+from .heads import require_causal_lm
 from .load import load_reference_model
 from .runners import OrtRunner, Runner, TorchRunner
 
@@ -53,12 +54,15 @@ def open_backend(
         raise InputError("--backend", f"{backend!r} is not one of {', '.join(BACKENDS)}")
     if backend == "trt" or engine:
         return _open_engine(model_dir, backend)
+    if exported:  # a head export is refused before anything is loaded
+        require_causal_lm(ExportDir.open(model_dir, check_files=False).config.head, str(model_dir), "generate")
     if backend == "ort":
         if exported:
             return _ort_backend(ExportDir.open(model_dir), model_dir, threads)
         from .export_cache import cached_export
 
         checkpoint = Checkpoint.open(model_dir)
+        require_causal_lm(checkpoint.config.head, str(model_dir), "generate")
         return _ort_backend(cached_export(checkpoint, cache_dir, notice), checkpoint.directory, threads)
     checkpoint_dir = model_dir
     if exported:
@@ -66,6 +70,7 @@ def open_backend(
         if not checkpoint_dir.is_dir():
             raise InputError(str(model_dir), f"its source checkpoint {checkpoint_dir} is gone; pass the checkpoint")
     checkpoint = Checkpoint.open(checkpoint_dir)
+    require_causal_lm(checkpoint.config.head, str(model_dir), "generate")
     model = load_reference_model(checkpoint)
     return Backend(TorchRunner(model), checkpoint.config, CacheLayout.of(checkpoint.config), checkpoint_dir)
 

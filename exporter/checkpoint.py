@@ -34,11 +34,17 @@ SUPPORTED_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bf
 
 
 def expected_shapes(config: Exaone4Config) -> dict[str, tuple[int, ...]]:
-    """Every tensor name a checkpoint of this architecture holds, with its shape."""
+    """Every tensor name a checkpoint of this architecture holds, with its shape.
+
+    The decoder's names carry the head's prefix (`model.`, `transformer.` for question
+    answering, none for the base model); a causal LM adds `lm_head.weight`, a head its
+    own tensors (exporter/heads.py).
+    """
     h, d = config.hidden_size, config.head_dim
-    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (config.vocab_size, h)}
+    prefix = config.head.layout.prefix
+    shapes: dict[str, tuple[int, ...]] = {f"{prefix}embed_tokens.weight": (config.vocab_size, h)}
     for i in range(config.num_layers):
-        p = f"model.layers.{i}."
+        p = f"{prefix}layers.{i}."
         shapes[p + "self_attn.q_proj.weight"] = (config.num_heads * d, h)
         shapes[p + "self_attn.k_proj.weight"] = (config.num_kv_heads * d, h)
         shapes[p + "self_attn.v_proj.weight"] = (config.num_kv_heads * d, h)
@@ -50,9 +56,10 @@ def expected_shapes(config: Exaone4Config) -> dict[str, tuple[int, ...]]:
         shapes[p + "mlp.down_proj.weight"] = (h, config.intermediate_size)
         shapes[p + "post_attention_layernorm.weight"] = (h,)
         shapes[p + "post_feedforward_layernorm.weight"] = (h,)
-    shapes["model.norm.weight"] = (h,)
-    shapes["lm_head.weight"] = (config.vocab_size, h)
-    return shapes
+    shapes[f"{prefix}norm.weight"] = (h,)
+    if config.head.is_causal_lm:
+        shapes["lm_head.weight"] = (config.vocab_size, h)
+    return {**shapes, **config.head.head_tensors(h)}
 
 
 @dataclass
@@ -192,6 +199,10 @@ def _check_tensors(config: Exaone4Config, tensors: dict[str, TensorInfo]) -> Non
     expected = expected_shapes(config)
     optional = {"lm_head.weight"} if config.tie_word_embeddings else set()
     missing = sorted(set(expected) - set(tensors) - optional)
+    head_missing = [name for name in config.head.head_tensors(config.hidden_size) if name in missing]
+    if head_missing:  # a causal LM (or another head) given a head's config.json
+        raise InputError("checkpoint", f"missing the {config.head.layout.task} head tensor(s) {', '.join(head_missing)} "
+                         f"that {CONFIG_FILE}'s architectures ({config.head.head.value}) implies")
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise InputError("checkpoint", f"missing tensors: {', '.join(missing[:3])}{more}")

@@ -75,12 +75,13 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the parsed architecture as JSON.")
 @reports_bad_input
 def inspect(checkpoint: str, as_json: bool) -> None:
-    """Print the parsed architecture of CHECKPOINT: layer kinds, window, RoPE, size."""
+    """Print the parsed architecture of CHECKPOINT: class and labels, layer kinds, window, RoPE, size."""
     from .checkpoint import Checkpoint
 
     ckpt = Checkpoint.open(model_dir(checkpoint))
     summary = ckpt.config.to_summary()
-    summary.update(directory=str(ckpt.directory), storage_dtype=ckpt.dtype, size_bytes=ckpt.size_bytes)
+    summary.update(directory=str(ckpt.directory), storage_dtype=ckpt.dtype, size_bytes=ckpt.size_bytes,
+                   head=ckpt.config.head.to_summary())
     if as_json:
         import json
 
@@ -95,7 +96,10 @@ def _architecture_table(summary: dict) -> Table:
     pattern = "".join("L" if k == "sliding_attention" else "G" for k in kinds)
     rope = summary["rope"]
     rope_layers = [i for i, r in enumerate(summary["layer_rope"]) if r]
+    head = summary["head"]
     rows = [
+        ("class", f"{head['architecture']} ({head['task']})"),
+        *([("labels", _labels(head))] if "id2label" in head else []),
         ("parameters", f"{summary['parameters']:,}"),
         ("storage", f"{summary['storage_dtype']}, {summary['size_bytes'] / 2**20:.1f} MiB"),
         ("layers", f"{summary['num_layers']} ({pattern}: L sliding, G global)"),
@@ -111,6 +115,12 @@ def _architecture_table(summary: dict) -> Table:
     for key, value in rows:
         table.add_row(key, value)
     return table
+
+
+def _labels(head: dict) -> str:
+    """A classifier's labels by index, and its problem type when config.json names one."""
+    labels = ", ".join(f"{i} {name}" for i, name in head["id2label"].items())
+    return labels + (f" ({head['problem_type']})" if head.get("problem_type") else "")
 
 
 @main.command()

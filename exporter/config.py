@@ -22,6 +22,7 @@ from typing import Any
 
 from .contract import CONFIG_FILE
 from .errors import InputError
+from .heads import HeadConfig, parse_head
 from .jsonfile import JsonFields, read_json, short_repr
 
 
@@ -86,6 +87,7 @@ class Exaone4Config:
     eos_token_ids: tuple[int, ...] = ()
     pad_token_id: int | None = None
     torch_dtype: str = "float32"
+    head: HeadConfig = HeadConfig()  # the class in `architectures` and a classifier's labels (exporter/heads.py)
 
     @property
     def layer_kinds(self) -> tuple[LayerKind, ...]:
@@ -97,14 +99,15 @@ class Exaone4Config:
         return self.num_heads // self.num_kv_heads
 
     def parameter_count(self) -> int:
-        """Number of distinct parameters (a tied lm_head counts once)."""
+        """Number of distinct parameters (a tied lm_head counts once; heads count their own tensors)."""
         attn = self.hidden_size * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads)
         qk_norm = 2 * self.head_dim
         mlp = 3 * self.hidden_size * self.intermediate_size
         norms = 2 * self.hidden_size
         per_layer = attn + qk_norm + mlp + norms
         embed = self.vocab_size * self.hidden_size
-        head = 0 if self.tie_word_embeddings else embed
+        head = 0 if self.tie_word_embeddings or not self.head.is_causal_lm else embed
+        head += sum(math.prod(shape) for shape in self.head.head_tensors(self.hidden_size).values())
         return embed + self.num_layers * per_layer + self.hidden_size + head
 
     def to_summary(self) -> dict[str, Any]:
@@ -214,6 +217,7 @@ def parse_config(raw: Any, source: str = CONFIG_FILE) -> Exaone4Config:
         eos_token_ids=_eos_ids(fields, source),
         pad_token_id=fields.get("pad_token_id", int, default=None),
         torch_dtype=str(raw.get("torch_dtype") or raw.get("dtype") or "float32"),
+        head=parse_head(raw, source),
     )
 
 

@@ -53,6 +53,9 @@ INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 POSITION_IDS = "position_ids"
 LOGITS = "logits"
+# The outputs of the other EXAONE 4 classes' exports (exporter/heads.py), named as optimum names them.
+LAST_HIDDEN_STATE = "last_hidden_state"
+START_LOGITS, END_LOGITS = "start_logits", "end_logits"
 KV_KINDS = ("key", "value")
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
 

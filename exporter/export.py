@@ -30,6 +30,7 @@ from .checkpoint import Checkpoint
 from .contract import DATA_FILE, EXPORT_DTYPES, EXPORT_MANIFEST, GENAI_CONFIG, MODEL_FILE, SIDE_FILES, dtype
 from .errors import InputError
 from .genai import genai_config
+from .heads import Head, HeadConfig, require_causal_lm
 from .jsonfile import sha256_file
 from .output_dir import staged_directory
 from .stream import input_error_in
@@ -105,6 +106,7 @@ def export_checkpoint(
     progress("reading checkpoint")
     checkpoint = Checkpoint.open(checkpoint_dir)
     _check_target(options.target, checkpoint.config.head_dim)
+    _check_head_options(checkpoint.config.head, options.kv_cache, options.logits, options.max_context)
     max_context = _max_context(options.kv_cache, checkpoint.config, options.dtype, options.max_context, options.kv_budget_gib)
     with staged_directory(Path(out), marker=EXPORT_MANIFEST, force=options.force) as staging:
         torch_dtype = getattr(torch, options.dtype)
@@ -161,6 +163,7 @@ def lower_export(
     logits = _narrowed("--logits", source.manifest.logits, logits, LOGITS, source.directory)
     _check_static(kv_cache, target)
     _check_target(target, source.config.head_dim)
+    _check_head_options(source.config.head, kv_cache, logits, max_context)
     max_context = _max_context(kv_cache, source.config, source.manifest.dtype, max_context, kv_budget_gib)
     source = ExportDir.open(canonical_dir)  # options are fine: now pay for the hashes
     with staged_directory(Path(out), marker=EXPORT_MANIFEST, force=force) as staging:
@@ -199,6 +202,15 @@ def _max_context(kv_cache: str, config, dtype: str, asked: int, budget_gib: floa
     return None
 
 
+def _check_head_options(head: HeadConfig, kv_cache: str, logits: str, max_context: int) -> None:
+    """A head is one forward without a KV cache: the cache and logits options are a causal LM's."""
+    for option, value, default in (("--kv-cache", kv_cache, "full"), ("--logits", logits, "all")):
+        if value != default:
+            require_causal_lm(head, option, f"{option} {value}")
+    if max_context:
+        require_causal_lm(head, "--max-context", "an in-place KV cache")
+
+
 def _check_target(target: str, head_dim: int) -> None:
     """Refuse a target whose runtime cannot run this architecture (before any work is done)."""
     reason = ort_unsupported_reason(head_dim) if target == "ort" else None
@@ -214,7 +226,8 @@ def _write_genai_config(manifest: ExportManifest, config, directory: Path) -> No
     nor for last-position logits, which onnxruntime-genai's generator does not expect.
     An in-place cache is genai's `past_present_share_buffer` mode, at max_context.
     """
-    if manifest.target == "ort" and manifest.kv_cache in ("full", "static") and manifest.logits == "all":
+    causal = manifest.head is Head.CAUSAL_LM  # onnxruntime-genai generates; a head has nothing to generate
+    if causal and manifest.target == "ort" and manifest.kv_cache in ("full", "static") and manifest.logits == "all":
         genai = genai_config(config, shared_buffer_length=manifest.max_context)
         (directory / GENAI_CONFIG).write_text(json.dumps(genai, indent=2) + "\n")
 
@@ -303,4 +316,5 @@ def _manifest(checkpoint, options, model, counts, files, seconds) -> ExportManif
         passes=counts,
         tool_versions=_tool_versions(),
         export_seconds=round(seconds, 2),
+        **ExportManifest.head_fields(config.head),
     )

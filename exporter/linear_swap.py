@@ -12,28 +12,32 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .model import Exaone4ForCausalLM
-
 TRANSPOSED_SUFFIX = "_t"
 
 
 class PretransposedLinear(nn.Module):
-    """y = x @ weight_t, weight_t [in, out]: a bias-free Linear with its weight stored transposed."""
+    """y = x @ weight_t (+ bias), weight_t [in, out]: a Linear with its weight stored transposed.
+
+    The heads' `score` (token classification) and `qa_outputs` keep their bias, under its checkpoint name.
+    """
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         weight = linear.weight
         self.weight_t = nn.Parameter(torch.empty(weight.shape[1], weight.shape[0], dtype=weight.dtype), requires_grad=False)
+        self.bias = None if linear.bias is None else nn.Parameter(torch.empty_like(linear.bias), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.weight_t
+        y = x @ self.weight_t
+        return y if self.bias is None else y + self.bias
 
 
-def use_pretransposed_linears(model: Exaone4ForCausalLM) -> Exaone4ForCausalLM:
-    """Swap every untied nn.Linear for PretransposedLinear, in place."""
-    tied = model.config.tie_word_embeddings
+def use_pretransposed_linears(model: nn.Module) -> nn.Module:
+    """Swap every nn.Linear but a tied lm_head for PretransposedLinear, in place (any EXAONE 4 class)."""
+    lm_head = getattr(model, "lm_head", None)
+    tied = model.config.tie_word_embeddings and lm_head is not None
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Linear) and not (tied and child is model.lm_head):
+            if isinstance(child, nn.Linear) and not (tied and child is lm_head):
                 setattr(parent, name, PretransposedLinear(child))
     return model

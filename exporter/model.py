@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import Exaone4Config, LayerSpec, RopeConfig
+from .contract import LAST_HIDDEN_STATE
 
 
 class RMSNorm(nn.Module):
@@ -231,13 +232,61 @@ class DecoderLayer(nn.Module):
 
 
 class Exaone4Model(nn.Module):
-    """Embedding, decoder layers and final norm (`model.*` in checkpoint names)."""
+    """Embedding, decoder layers and final norm: the decoder every EXAONE 4 class shares.
+
+    Its checkpoint names are `model.*` in a causal LM and the classifiers,
+    `transformer.*` in question answering, and bare in the base model, whose
+    checkpoint is this module alone (exporter/heads.py). The RoPE tables are
+    computed from the config, never read from a checkpoint.
+    """
 
     def __init__(self, config: Exaone4Config) -> None:
         super().__init__()
+        self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(config, spec) for spec in config.layers)
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        cos, sin = rope_tables(config)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    def forward(self, input_ids, attention_mask, position_ids, past_keys, past_values):
+        """input_ids, position_ids [B, S]; attention_mask [B, P+S]; past_* per layer [B, KV, P, D].
+
+        Returns (final-normed hidden states [B, S, hidden], present_keys, present_values,
+        each layer's output [B, S, hidden]).
+        """
+        x = self.embed_tokens(input_ids)  # [B, S, hidden]
+        present_keys, present_values, hidden = [], [], []
+        for layer, past_key, past_value in zip(self.layers, past_keys, past_values):
+            x, present_key, present_value = layer(
+                x, past_key, past_value, self.rope_cos, self.rope_sin, position_ids, attention_mask
+            )
+            present_keys.append(present_key)
+            present_values.append(present_value)
+            hidden.append(x)
+        return self.norm(x), present_keys, present_values, hidden
+
+    def empty_cache(self, batch, dtype: torch.dtype):
+        """Zero-length past keys and values for a prefill (`batch` may be a traced size)."""
+        shape = (batch, self.config.num_kv_heads, 0, self.config.head_dim)
+        keys = [torch.zeros(shape, dtype=dtype) for _ in range(self.config.num_layers)]
+        values = [torch.zeros(shape, dtype=dtype) for _ in range(self.config.num_layers)]
+        return keys, values
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """One forward without a KV cache: final-normed hidden states [B, S, hidden].
+
+        What the heads read. Positions count each row's real tokens (0 on its first
+        one), so a row's result does not depend on its padding, left or right.
+        """
+        positions = position_ids_from_mask(attention_mask, input_ids.shape[1])
+        keys, values = self.empty_cache(input_ids.shape[0], self.embed_tokens.weight.dtype)
+        return self(input_ids, attention_mask, positions, keys, values)[0]
+
+    def predict(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The base model's export output: `last_hidden_state` [B, S, hidden] in fp32."""
+        return {LAST_HIDDEN_STATE: self.encode(input_ids, attention_mask).float()}
 
 
 class Exaone4ForCausalLM(nn.Module):
@@ -250,9 +299,6 @@ class Exaone4ForCausalLM(nn.Module):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
-        cos, sin = rope_tables(config)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
 
     def forward(
         self,
@@ -268,27 +314,15 @@ class Exaone4ForCausalLM(nn.Module):
         Returns (logits [B, S, vocab] fp32, present_keys, present_values), plus the
         hidden state after every layer when `output_hidden_states` is set.
         """
-        x = self.model.embed_tokens(input_ids)  # [B, S, hidden]
-        present_keys, present_values, hidden = [], [], []
-        for layer, past_key, past_value in zip(self.model.layers, past_keys, past_values):
-            x, present_key, present_value = layer(
-                x, past_key, past_value, self.rope_cos, self.rope_sin, position_ids, attention_mask
-            )
-            present_keys.append(present_key)
-            present_values.append(present_value)
-            hidden.append(x)
-        logits = self.lm_head(self.model.norm(x)).float()
+        x, present_keys, present_values, hidden = self.model(input_ids, attention_mask, position_ids, past_keys, past_values)
+        logits = self.lm_head(x).float()
         if output_hidden_states:
             return logits, present_keys, present_values, hidden
         return logits, present_keys, present_values
 
     def empty_cache(self, batch: int, dtype: torch.dtype | None = None):
         """Zero-length past keys and values for a prefill."""
-        dtype = dtype or self.lm_head.weight.dtype
-        shape = (batch, self.config.num_kv_heads, 0, self.config.head_dim)
-        keys = [torch.zeros(shape, dtype=dtype) for _ in range(self.config.num_layers)]
-        values = [torch.zeros(shape, dtype=dtype) for _ in range(self.config.num_layers)]
-        return keys, values
+        return self.model.empty_cache(batch, dtype or self.lm_head.weight.dtype)
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor, seq_len: int) -> torch.Tensor:

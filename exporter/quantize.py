@@ -26,6 +26,7 @@ from .checkpoint import Checkpoint
 from .contract import EXPORT_MANIFEST
 from .errors import InputError
 from .export import copy_side_files, describe_io, save_model
+from .heads import require_causal_lm
 from .output_dir import staged_directory
 
 MAX_CALIBRATION_TOKENS = 2048
@@ -42,6 +43,7 @@ def quantize_export(
     """Write the fp8 export of `export_dir` to `out`; returns its manifest."""
     started = time.perf_counter()
     source = ExportDir.open(export_dir)
+    require_causal_lm(source.config.head, str(source.directory), "quantize (calibrated on the decoder's logits)")
     if source.manifest.quantization:
         raise InputError(str(source.directory), "is already quantized; quantize a float export")
     checkpoint = Checkpoint.open(checkpoint_dir)

@@ -34,6 +34,7 @@ from .checkpoint import Checkpoint
 from .contract import EXPORT_MANIFEST, GENAI_CONFIG
 from .errors import InputError
 from .export import copy_side_files, describe_io, save_model
+from .heads import require_causal_lm
 from .output_dir import staged_directory
 
 WEIGHT_BITS = {"int8": 8, "int4": 4}
@@ -84,6 +85,7 @@ def quantize_weights_export(
     started = time.perf_counter()
     _check_options(options, calib_file)
     source = ExportDir.open(export_dir)
+    require_causal_lm(source.config.head, str(source.directory), "quantize --weights")
     manifest = source.manifest
     if manifest.quantization:
         raise InputError(str(source.directory), "is already quantized; quantize a float export")

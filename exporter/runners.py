@@ -24,10 +24,13 @@ from .config import parse_config
 from .contract import (
     ATTENTION_MASK,
     CONFIG_FILE,
+    END_LOGITS,
     INPUT_IDS,
     KV_KINDS,
+    LAST_HIDDEN_STATE,
     LOGITS,
     POSITION_IDS,
+    START_LOGITS,
     CacheLayout,
     hidden_state_name,
     past_name,
@@ -37,7 +40,8 @@ from .jsonfile import read_json
 from .ort_runner import OrtRunner
 from .session import KVCacheSession, Runner
 
-__all__ = ["CacheLayout", "KVCacheSession", "OrtRunner", "Runner", "TorchRunner", "TransformersRunner"]
+__all__ = ["CacheLayout", "KVCacheSession", "OrtRunner", "Runner", "TorchHeadRunner", "TorchRunner", "TransformersHeadRunner",
+           "TransformersRunner"]
 
 
 class TorchRunner(Runner):
@@ -72,6 +76,22 @@ class TorchRunner(Runner):
         return outputs
 
 
+def transformers_config(checkpoint_dir: Path):
+    """transformers' config, with `layer_types` spelled out from our parse when config.json has none.
+
+    transformers cannot expand a string `sliding_window_pattern` ("LLLG", as LG writes
+    the 32B's) nor a null window without `layer_types` (EXAONE 4 trap 3): it would
+    raise inside `from_pretrained`. Our parser's layer kinds are the ones exported.
+    """
+    import transformers
+
+    raw = read_json(Path(checkpoint_dir) / CONFIG_FILE)
+    if "layer_types" not in raw:
+        raw["layer_types"] = [kind.value for kind in parse_config(raw).layer_kinds]
+    raw.pop("auto_map", None)  # never code from a checkpoint
+    return transformers.Exaone4Config(**raw)
+
+
 class TransformersRunner(Runner):
     """transformers' Exaone4ForCausalLM on the same checkpoint: an independent second reference."""
 
@@ -86,21 +106,8 @@ class TransformersRunner(Runner):
 
         transformers.utils.logging.disable_progress_bar()
         self.model = transformers.AutoModelForCausalLM.from_pretrained(
-            self.checkpoint_dir, config=self._config(transformers), dtype=torch.float32, attn_implementation="eager"
+            self.checkpoint_dir, config=transformers_config(self.checkpoint_dir), dtype=torch.float32, attn_implementation="eager"
         ).eval()
-
-    def _config(self, transformers):
-        """transformers' config, with `layer_types` spelled out from our parse when config.json has none.
-
-        transformers cannot expand a string `sliding_window_pattern` ("LLLG", as LG writes
-        the 32B's) nor a null window without `layer_types` (EXAONE 4 trap 3): it would
-        raise inside `from_pretrained`. Our parser's layer kinds are the ones exported.
-        """
-        raw = read_json(self.checkpoint_dir / CONFIG_FILE)
-        if "layer_types" not in raw:
-            raw["layer_types"] = [kind.value for kind in parse_config(raw).layer_kinds]
-        raw.pop("auto_map", None)  # never code from a checkpoint
-        return transformers.Exaone4Config(**raw)
 
     def close(self) -> None:
         self.model = None
@@ -128,3 +135,52 @@ class TransformersRunner(Runner):
             outputs[present_name(i, "key")] = layer.keys.numpy()
             outputs[present_name(i, "value")] = layer.values.numpy()
         return outputs
+
+
+class TorchHeadRunner(Runner):
+    """The reference model of a head (exporter/model_heads.py): input_ids, attention_mask -> its outputs."""
+
+    name = "torch"
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    @torch.no_grad()
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.model.predict(torch.from_numpy(feeds[INPUT_IDS]), torch.from_numpy(feeds[ATTENTION_MASK]))
+        return {name: value.numpy() for name, value in outputs.items()}
+
+
+class TransformersHeadRunner(Runner):
+    """transformers' own class of a head checkpoint (its `architectures`), loaded from the same files.
+
+    Called as a user calls it (ids and mask; transformers numbers positions itself).
+    Only the transformers class of the architecture our config parser accepted is
+    looked up by name; `auto_map` and remote code are never used.
+    """
+
+    name = "transformers"
+
+    def __init__(self, checkpoint_dir: Path, architecture: str) -> None:
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.architecture = architecture
+        self.model = None
+
+    def open(self) -> None:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        self.model = getattr(transformers, self.architecture).from_pretrained(
+            self.checkpoint_dir, config=transformers_config(self.checkpoint_dir), dtype=torch.float32, attn_implementation="eager"
+        ).eval()
+
+    def close(self) -> None:
+        self.model = None
+
+    @torch.no_grad()
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.model is None:
+            self.open()
+        out = self.model(input_ids=torch.from_numpy(feeds[INPUT_IDS]), attention_mask=torch.from_numpy(feeds[ATTENTION_MASK]))
+        names = (LOGITS, LAST_HIDDEN_STATE, START_LOGITS, END_LOGITS)
+        return {name: getattr(out, name).float().numpy() for name in names if getattr(out, name, None) is not None}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import warnings
 
 import onnx_ir as ir
@@ -29,6 +30,7 @@ from .config import Exaone4Config
 from .contract import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, hidden_state_name, past_names, present_names
 from .linear_swap import use_pretransposed_linears
 from .model import Exaone4ForCausalLM
+from .model_heads import build_model
 
 # torch.onnx.export builds its op registry from onnxscript's torchlib, which also lists
 # torchvision ops (nms, roi_align, roi_pool, deform_conv2d). torchvision is not a dependency,
@@ -36,6 +38,9 @@ from .model import Exaone4ForCausalLM
 # once per op. It is `logging`, not `warnings`, so catch_warnings does not reach it.
 _REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
 _TORCHVISION_SKIP = "torchvision is not installed. Skipping "
+
+# A node traced directly in decoder layer i (not in one of its submodules): its scope list ends there.
+_LAYER_SCOPE = re.compile(r"'decoder(?:\.\w+)*\.layers\.(\d+)', '[^']*'\]$")
 
 # Symbolic dimension names of the IO contract.
 BATCH, SEQUENCE, PAST, TOTAL = "batch", "sequence", "past_sequence", "past_sequence + sequence"
@@ -64,21 +69,33 @@ class _FlatDecoder(torch.nn.Module):
         return (logits, *presents)
 
 
+class _FlatHead(torch.nn.Module):
+    """A head's export IO: input_ids and attention_mask in, its outputs (exporter/heads.py) in order."""
+
+    def __init__(self, model: torch.nn.Module, outputs: tuple[str, ...]) -> None:
+        super().__init__()
+        self.decoder = model
+        self.outputs = outputs
+
+    def forward(self, input_ids, attention_mask):
+        results = self.decoder.predict(input_ids, attention_mask)
+        return tuple(results[name] for name in self.outputs)
+
+
 def trace(config: Exaone4Config, dtype: torch.dtype) -> ir.Model:
-    """The decoder as an ONNX model with custom attention nodes and fake initializers."""
+    """The model as an ONNX model with custom attention nodes and fake initializers.
+
+    A causal LM is traced with its KV cache (the IO contract); any other class
+    (config.head) as one forward without a cache: input_ids, attention_mask in,
+    its outputs out.
+    """
+    causal = config.head.is_causal_lm
     with FakeTensorMode(allow_non_fake_inputs=True):
-        model = Exaone4ForCausalLM(config).eval()
+        model = build_model(config).eval()
         _cast_floating(model, dtype)
         use_custom_attention(model)
         use_pretransposed_linears(model)
-        flat = _FlatDecoder(model)
-        args = _example_inputs(config, dtype)
-        batch = torch.export.Dim(BATCH, max=1 << 16)
-        seq = torch.export.Dim("sequence", max=config.max_position_embeddings)
-        past = torch.export.Dim("past_sequence", max=config.max_position_embeddings)
-        total = torch.export.Dim("total_sequence", max=2 * config.max_position_embeddings)
-        past_dims = [{0: batch, 2: past}] * (2 * config.num_layers)
-        dynamic = ({0: batch, 1: seq}, {0: batch, 1: total}, {0: batch, 1: seq}, tuple(past_dims))
+        flat, args, dynamic = _decoder_program(model, config, dtype) if causal else _head_program(model, config)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.export.export(flat, args, dynamic_shapes=dynamic, strict=False)
@@ -86,9 +103,34 @@ def trace(config: Exaone4Config, dtype: torch.dtype) -> ir.Model:
         warnings.simplefilter("ignore")
         onnx_program = torch.onnx.export(program, (), dynamo=True, opset_version=OPSET, optimize=False, verbose=False)
     model_ir = onnx_program.model
-    _rename_io(model_ir, config.num_layers)
+    if causal:
+        _rename_io(model_ir, config.num_layers)
+    else:
+        _rename_head_io(model_ir, config.head.layout.outputs)
     _name_layer_outputs(model_ir, config.num_layers)
     return model_ir
+
+
+def _decoder_program(model, config: Exaone4Config, dtype: torch.dtype):
+    """(module, example args, dynamic shapes) of the causal LM with its KV cache."""
+    flat = _FlatDecoder(model)
+    args = _example_inputs(config, dtype)
+    batch = torch.export.Dim(BATCH, max=1 << 16)
+    seq = torch.export.Dim("sequence", max=config.max_position_embeddings)
+    past = torch.export.Dim("past_sequence", max=config.max_position_embeddings)
+    total = torch.export.Dim("total_sequence", max=2 * config.max_position_embeddings)
+    past_dims = [{0: batch, 2: past}] * (2 * config.num_layers)
+    return flat, args, ({0: batch, 1: seq}, {0: batch, 1: total}, {0: batch, 1: seq}, tuple(past_dims))
+
+
+def _head_program(model, config: Exaone4Config):
+    """(module, example args, dynamic shapes) of a head: one forward, ids and mask of the same length."""
+    flat = _FlatHead(model, config.head.layout.outputs)
+    batch, seq = 2, 3
+    args = (torch.ones(batch, seq, dtype=torch.long), torch.ones(batch, seq, dtype=torch.long))
+    batch_dim = torch.export.Dim(BATCH, max=1 << 16)
+    seq_dim = torch.export.Dim("sequence", max=config.max_position_embeddings)
+    return flat, args, ({0: batch_dim, 1: seq_dim}, {0: batch_dim, 1: seq_dim})
 
 
 class _DropTorchvisionSkips(logging.Filter):
@@ -119,9 +161,9 @@ def _name_layer_outputs(model: ir.Model, num_layers: int) -> None:
     last: dict[int, ir.Node] = {}
     for node in model.graph:
         scopes = node.metadata_props.get("pkg.torch.onnx.name_scopes", "")
-        for i in range(num_layers):
-            if scopes.startswith(f"['', 'decoder', 'decoder.model.layers.{i}', ") and scopes.count(",") == 3:
-                last[i] = node
+        layer = _LAYER_SCOPE.search(scopes)
+        if layer and int(layer.group(1)) < num_layers:
+            last[int(layer.group(1))] = node
     for i, node in last.items():
         node.outputs[0].name = hidden_state_name(i)
 
@@ -147,6 +189,17 @@ def _example_inputs(config: Exaone4Config, dtype: torch.dtype) -> tuple[torch.Te
     kv_shape = (batch, config.num_kv_heads, past, config.head_dim)
     past_kv = [torch.zeros(kv_shape, dtype=dtype) for _ in range(2 * config.num_layers)]  # distinct: no aliasing
     return (ids, mask, positions, *past_kv)
+
+
+def _rename_head_io(model: ir.Model, outputs: tuple[str, ...]) -> None:
+    """A head's IO: input_ids and attention_mask [batch, sequence]; outputs [batch, (sequence,) ...]."""
+    graph = model.graph
+    for value, name in zip(graph.inputs, (INPUT_IDS, ATTENTION_MASK)):
+        value.name, value.shape = name, ir.Shape([BATCH, SEQUENCE])
+    for value, name in zip(graph.outputs, outputs):
+        value.name = name
+        dims = [BATCH, *(SEQUENCE if not isinstance(d, int) else d for d in list(value.shape)[1:])]
+        value.shape = ir.Shape(dims)
 
 
 def _rename_io(model: ir.Model, num_layers: int) -> None:

@@ -23,11 +23,15 @@ from pathlib import Path
 from .artifacts import EngineDir, ExportDir, TensorSpec
 from .contract import GENERATION_SPEC_FILE, MODEL_FILE, dtype
 from .errors import InputError
+from .heads import Head
 from .jsonfile import read_json
 from .output_dir import staged_directory
 from .serving.config import EngineConfig
 from .serving.inputs import GENERATION_INPUTS, GENERATION_OUTPUTS
 from .triton_engine import ENGINE_KNOB, check_engine_models, write_engine_models
+from .triton_heads import FRONT as HEAD_FRONT
+from .triton_heads import GRAPH as HEAD_GRAPH
+from .triton_heads import HEAD_SPEC, check_head_repository, write_head_repository
 from .triton_parts import (
     DECODER,
     GENERATE,
@@ -58,11 +62,13 @@ def _decoder_io(source: ExportDir | EngineDir) -> tuple[tuple[TensorSpec, ...], 
     return source.manifest.inputs, source.manifest.outputs
 
 
-def decoder_config(runtime: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], instances: int) -> str:
+def decoder_config(runtime: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], instances: int,
+                   name: str = DECODER) -> str:
+    """config.pbtxt of a model that runs an export's graph (the decoder, or a head's graph), IO as the export's."""
     backend = {"python-ort": 'backend: "python"', "onnxruntime": 'platform: "onnxruntime_onnx"',
                "tensorrt": 'platform: "tensorrt_plan"'}[runtime]
     kind = "KIND_GPU" if runtime == "tensorrt" else "KIND_CPU"
-    lines = [f'name: "{DECODER}"', backend, "max_batch_size: 0", "input ["]
+    lines = [f'name: "{name}"', backend, "max_batch_size: 0", "input ["]
     lines.append(",\n".join(tensor_line(t.name, dtype(t.dtype).triton, _dims(t)) for t in inputs))
     lines += ["]", "output ["]
     lines.append(",\n".join(tensor_line(t.name, dtype(t.dtype).triton, _dims(t)) for t in outputs))
@@ -93,6 +99,8 @@ def write_repository(source: Path, repo: Path, runtime: str | None = None, force
         raise InputError(str(source), f"the {runtime} runtime needs an export directory, not an engine")
     artifact = EngineDir.open(source) if is_engine else ExportDir.open(source)  # refuses changed files
     export = artifact.source_export() if is_engine else artifact
+    if export.manifest.head is not Head.CAUSAL_LM:
+        return write_head_repository(export, repo, runtime, force, instances, python_env)
     if export.static_context and runtime != "python-ort":
         raise InputError("--runtime", f"an in-place KV cache export (--kv-cache static) is served by the resident engine "
                          f"(python-ort runtime), not {runtime}")
@@ -213,6 +221,8 @@ def check_repository(repo: Path) -> list[str]:
         if not any(p.is_dir() and p.name.isdigit() for p in path.parent.iterdir()):
             problems.append(f"{path.parent}: no version folder")
         configs[config.name] = config
+    if HEAD_GRAPH in configs or (repo / HEAD_FRONT / "1" / HEAD_SPEC).is_file():  # a head export's repository
+        return problems + check_head_repository(repo, configs)
     engine = STREAM in configs and ENGINE_KNOB in config_parameters(configs[STREAM])
     for required in (GENERATE, STREAM) if engine else (DECODER, GENERATE, STREAM):
         if required not in configs:

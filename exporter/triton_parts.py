@@ -47,12 +47,12 @@ def generation_config(name: str, decoupled: bool, instances: int, parameters: di
     return "\n".join(lines) + parameters_text(parameters or {})
 
 
-def ship_chat_code(version: Path) -> None:
-    """Copy the chat path and the engine (exaone4.exporter's SHIPPED_MODULES) beside a model's model.py."""
+def ship_chat_code(version: Path, modules: tuple[str, ...] = SHIPPED_MODULES) -> None:
+    """Copy exaone4.exporter's `modules` (the chat path and the engine by default) beside a model's model.py."""
     package = version / "exaone4" / "exporter"
     package.mkdir(parents=True)
-    (version / "exaone4" / "__init__.py").write_text('"""exaone4-export modules shipped for the Triton generation models."""\n')
-    for name in SHIPPED_MODULES:
+    (version / "exaone4" / "__init__.py").write_text('"""exaone4-export modules shipped for the Triton Python-backend models."""\n')
+    for name in modules:
         path = PACKAGE_DIR / name
         if path.is_dir():
             shutil.copytree(path, package / name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -40,7 +40,8 @@ def bind_weights(model: ir.Model, checkpoint: Checkpoint, dtype: torch.dtype, on
     bound = 0
     for value in list(model.graph.initializers.values()):
         name = value.name.removeprefix(TRACE_PREFIX)
-        if name in ROPE_NAMES:
+        if name.rsplit(".", 1)[-1] in ROPE_NAMES:  # the decoder's buffers, under whichever prefix the class has
+            name = name.rsplit(".", 1)[-1]
             value.name = name
             value.const_value = ir.LazyTensor(
                 _rope_table(checkpoint, ROPE_NAMES[name], dtype), dtype=value.dtype, shape=value.shape, name=name

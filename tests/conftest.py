@@ -76,11 +76,11 @@ def hf_config(**overrides):
     return transformers.Exaone4Config(**base)
 
 
-def random_hf_model(config, seed: int = 0, dtype=torch.float32):
-    """A transformers Exaone4ForCausalLM with weights large enough to make errors visible."""
+def random_hf_model(config, seed: int = 0, dtype=torch.float32, cls: str = "Exaone4ForCausalLM"):
+    """A transformers EXAONE 4 model (`cls`: any of its five classes) with weights large enough to make errors visible."""
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(seed)
-    model = transformers.Exaone4ForCausalLM(config)
+    model = getattr(transformers, cls)(config)
     with torch.no_grad():
         for param in model.parameters():
             if param.dim() == 1:
@@ -177,3 +177,39 @@ def lg_bundled_exports(lg_bundled, tmp_path_factory):
     export_checkpoint(lg_bundled, root / "canonical", ExportOptions(target="canonical"))
     lower_export(root / "canonical", root / "ort", "ort")
     return {"canonical": root / "canonical", "ort": root / "ort"}
+
+
+# Each head exported on two of ARCHITECTURES (one hybrid with its small window each), so every
+# architecture is exported twice; the reference heads are checked on all sixteen pairs (tests/test_heads.py).
+HEAD_EXPORTS = {
+    "Exaone4Model": ("hybrid_gqa", "all_global_mqa_tied"),
+    "Exaone4ForSequenceClassification": ("llama3_hybrid", "all_global_mqa_tied"),
+    "Exaone4ForTokenClassification": ("hybrid_gqa", "head_dim_irregular"),
+    "Exaone4ForQuestionAnswering": ("llama3_hybrid", "head_dim_irregular"),
+}
+HEAD_TARGETS = ("canonical", "ort", "standard", "trt")
+
+
+@pytest.fixture(scope="session")
+def head_exports(tmp_path_factory):
+    """{(class, architecture): {"model": transformers model, "checkpoint": dir, target: export dir}}, fp32.
+
+    Traced once per pair (canonical); the other targets are lowered from it.
+    """
+    from head_models import head_checkpoint
+
+    from exaone4.exporter.export import ExportOptions, export_checkpoint, lower_export
+
+    root = tmp_path_factory.mktemp("head-exports")
+    exports = {}
+    for cls, architectures in HEAD_EXPORTS.items():
+        for architecture in architectures:
+            where = root / f"{cls}-{architecture}"
+            model, checkpoint = head_checkpoint(cls, architecture, where / "checkpoint")
+            entry = {"model": model, "checkpoint": checkpoint, "canonical": where / "canonical"}
+            export_checkpoint(checkpoint, entry["canonical"], ExportOptions(target="canonical"))
+            for target in HEAD_TARGETS[1:]:
+                entry[target] = where / target
+                lower_export(entry["canonical"], entry[target], target)
+            exports[(cls, architecture)] = entry
+    return exports

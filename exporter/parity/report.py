@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..output_dir import check_output_dir, staged_directory
 from .harness import scenario_top1
+from .heads import head_summary
 
 MARKER = "report.json"
 
@@ -30,7 +31,8 @@ def write_report(report: dict, directory: Path, force: bool = False) -> list[Pat
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (staging / "report.md").write_text(markdown(report))
         ET.ElementTree(junit(report)).write(staging / "junit.xml", encoding="utf-8", xml_declaration=True)
-        plot_errors(report, staging)
+        if not report.get("head"):  # a head's scenarios are single forwards: no layers or steps to plot
+            plot_errors(report, staging)
     return sorted(Path(directory).iterdir())
 
 
@@ -56,7 +58,36 @@ def _summary(result: dict) -> dict:
     }
 
 
+def head_markdown(report: dict) -> str:
+    """The report of a head export: one row per scenario and backend (parity/heads.py)."""
+    head = report["head"]
+    labels = f", labels {', '.join(head['id2label'].values())}" if head.get("id2label") else ""
+    lines = [
+        f"# Parity report: {'PASS' if report['passed'] else 'FAIL'}",
+        "",
+        f"Export `{report['export']['directory']}` ({head['architecture']}, {head['task']}{labels}; "
+        f"{report['export']['target']}, {report['export']['dtype']}) against the PyTorch reference on `{report['checkpoint']}`; "
+        f"precision class **{report['precision']}**, seed {report['seed']}.",
+        "", "| scenario | backend | result | max abs | max rel | min cosine | agreement |", "|---|---|---|---|---|---|---|",
+    ]
+    for scenario in report["scenarios"]:
+        for backend, result in scenario["results"].items():
+            s = head_summary(result)
+            lines.append(f"| {scenario['name']} | {backend} | {'pass' if result['passed'] else '**FAIL**'} | {_fmt(s['max_abs'])} | "
+                         f"{_fmt(s['max_rel'])} | {_fmt(s['cosine'], 8)} | {s['agreement'] or '-'} |")
+    lines += ["", "Tolerances (" + report["precision"] + "): " + ", ".join(f"{k} {report['tolerance'][k]:g}"
+                                                                        for k in ("logits_rel", "cosine", "top1")), ""]
+    lines += [f"- `{backend}` skipped: {why}" for backend, why in report["skipped"].items()]
+    failures = [f"- {s['name']} / {b}: {f}" for s in report["scenarios"] for b, r in s["results"].items() for f in r["failures"]]
+    if failures:
+        lines += ["", "## Failures", "", *failures]
+    lines += ["", "Scenarios:", ""] + [f"- `{s['name']}`: {s['description']}" for s in report["scenarios"]]
+    return "\n".join(lines) + "\n"
+
+
 def markdown(report: dict) -> str:
+    if report.get("head"):
+        return head_markdown(report)
     status = "PASS" if report["passed"] else "FAIL"
     lines = [
         f"# Parity report: {status}",
@@ -125,12 +156,15 @@ def junit(report: dict) -> ET.Element:
                           failures=str(failures), skipped=str(len(skips)), time=str(report["seconds"]))
     for scenario, backend, result in cases:
         case = ET.SubElement(suite, "testcase", classname=f"parity.{backend}", name=scenario["name"])
-        perplexity = "steps" not in result
-        summary = {k: v for k, v in result.items() if k not in ("passed", "failures")} if perplexity else _summary(result)
+        perplexity = "steps" not in result and "outputs" not in result
+        if "outputs" in result:  # a head export's scenario
+            summary = head_summary(result)
+        else:
+            summary = {k: v for k, v in result.items() if k not in ("passed", "failures")} if perplexity else _summary(result)
         ET.SubElement(case, "system-out").text = json.dumps(summary)
         if not result["passed"]:
             failure = ET.SubElement(case, "failure", message=result["failures"][0], type="ParityFailure")
-            where = [] if perplexity else [f"first divergence: {json.dumps(result['first_divergence'])}"]
+            where = [] if perplexity or "outputs" in result else [f"first divergence: {json.dumps(result['first_divergence'])}"]
             failure.text = "\n".join(result["failures"] + where)
     for name, backend, why in skips:
         case = ET.SubElement(suite, "testcase", classname=f"parity.{backend}", name=name)

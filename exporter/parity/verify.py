@@ -19,13 +19,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import ExportDir
+from ..artifacts import ExportDir, ExportManifest
 from ..checkpoint import Checkpoint
 from ..contract import TOKENIZER_FILE, CacheLayout
 from ..errors import InputError
+from ..heads import Head
 from ..load import load_reference_model
-from ..runners import OrtRunner, Runner, TorchRunner, TransformersRunner
-from . import perplexity
+from ..runners import OrtRunner, Runner, TorchHeadRunner, TorchRunner, TransformersRunner
+from . import heads, perplexity
 from .harness import compare, run_scenario
 from .polygraphy_io import RecordingRunner, save_polygraphy
 from .scenarios import build_scenarios
@@ -109,6 +110,8 @@ def verify_export(
     export.check_architecture(checkpoint.config, checkpoint_dir)
     precision = precision_of(manifest.dtype, manifest.quantization_format)
     tolerance = TOLERANCES[precision]
+    if manifest.head is not Head.CAUSAL_LM:
+        return _verify_head(export, checkpoint, options, precision, progress, started)
     scenarios = build_scenarios(checkpoint.config, options.seed, options.max_context)
     if options.scenarios:
         unknown = set(options.scenarios) - {s.name for s in scenarios} - {perplexity.NAME}
@@ -177,6 +180,49 @@ def verify_export(
         "skipped": skipped,
         "scenarios": results,
         "perplexity": ppl,
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _verify_head(export: ExportDir, checkpoint: Checkpoint, options: VerifyOptions, precision: str,
+                 progress: Callable[[str], None], started: float) -> dict:
+    """A head export: single-forward scenarios (parity/heads.py), no decoding, no perplexity."""
+    config, manifest = checkpoint.config, export.manifest
+    if options.text is not None:
+        raise InputError("--text", f"the perplexity scenario needs an {Head.CAUSAL_LM.value}; {export.directory} is an "
+                         f"{manifest.architecture}")
+    scenarios = heads.head_scenarios(config.vocab_size, config.sliding_window, min(config.max_position_embeddings,
+                                     options.max_context), config.pad_token_id, options.seed)
+    if options.scenarios:
+        unknown = set(options.scenarios) - {s["name"] for s in scenarios}
+        if unknown:
+            raise InputError("--scenario", f"unknown scenario(s) {', '.join(sorted(unknown))} for a head export")
+        scenarios = [s for s in scenarios if s["name"] in options.scenarios]
+    progress("loading reference model")
+    reference = RecordingRunner(TorchHeadRunner(load_reference_model(checkpoint)))
+    reference.recording = options.polygraphy_dir is not None
+    backends, skipped = heads.head_backends(export, checkpoint, options.backends, ort_providers(options.ort_device))
+    with ExitStack() as stack:
+        for runner in backends.values():
+            stack.enter_context(runner)
+        results = heads.run_head_scenarios(manifest.head, reference, backends, scenarios, TOLERANCES[precision], progress)
+    if options.polygraphy_dir is not None:
+        save_polygraphy(reference.records, options.polygraphy_dir)
+    return {
+        "format": "exaone4-parity/1",
+        "passed": all(r["passed"] for s in results for r in s["results"].values()),
+        "export": {"directory": str(export.directory.resolve()), "target": manifest.target, "dtype": manifest.dtype,
+                   "kv_cache": manifest.kv_cache, "logits": manifest.logits, "files": manifest.files},
+        "head": ExportManifest.head_fields(config.head),
+        "checkpoint": str(checkpoint.directory.resolve()),
+        "precision": precision,
+        "tolerance": TOLERANCES[precision].to_dict(),
+        "seed": options.seed,
+        "backends": list(backends),
+        "skipped": skipped,
+        "scenarios": results,
+        "perplexity": None,
         "machine": f"{platform.machine()}, {platform.python_version()}",
         "seconds": round(time.perf_counter() - started, 2),
     }

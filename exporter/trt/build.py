@@ -28,6 +28,7 @@ from ..artifacts import BuildRecord, ExportDir, TensorSpec
 from ..contract import BUILD_MANIFEST, ENGINE_FILE
 from ..errors import InputError
 from ..export import copy_side_files, save_model
+from ..heads import require_causal_lm
 from ..output_dir import staged_directory
 from .plugin import register
 from .profiles import profiles
@@ -88,6 +89,7 @@ def build_engine(
 ) -> BuildRecord:
     """Build and return the build record written to `out/build.json`."""
     export = ExportDir.open(export_dir)
+    require_causal_lm(export.config.head, str(export.directory), "build (prefill and decode profiles)")
     max_prefill, max_context, targets = _check(options, export)
     trt, provider = load_tensorrt()
     with staged_directory(Path(out), marker=BUILD_MANIFEST, force=options.force) as staging:
