@@ -46,8 +46,8 @@ def served(request, head_exports, tmp_path_factory):
     repo = tmp_path_factory.mktemp("head-triton") / "repo"
     result = CliRunner().invoke(main, ["triton", str(entry["ort"]), "--repo", str(repo), "--python-env", str(triton / "env")])
     assert result.exit_code == 0, result.output
-    with triton_server(repo, tmp_path_factory.mktemp("log") / "tritonserver.log") as (http, _):
-        yield request.param, entry, http
+    with triton_server(repo, tmp_path_factory.mktemp("log") / "tritonserver.log") as urls:
+        yield request.param, entry, urls.http
 
 
 def _ask(url: str, task: str, values: tuple[str, ...]):
