@@ -119,6 +119,11 @@ class CacheLayout:
         return len(KV_KINDS) * self.num_kv_heads * self.head_dim * self.dtype.itemsize
 
     @property
+    def full_slot_bytes(self) -> int:
+        """Bytes one cached position takes for one sequence when every layer keeps it (no rings)."""
+        return self.num_layers * self.layer_bytes
+
+    @property
     def slot_bytes(self) -> int:
         """Bytes one cached position takes for one sequence: keys and values of every layer that grows."""
         growing = self.num_layers - sum(1 for w in self.rings if w)

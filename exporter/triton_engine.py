@@ -64,7 +64,7 @@ def write_engine_models(staging: Path, export: ExportDir, chat: list[Path], aske
     (staging / GENERATE / "config.pbtxt").write_text(
         generation_config(GENERATE, False, instances, {FRONT_ENGINE: STREAM, FRONT_WORKERS: workers, **env}))
     kv_bytes = pool_bytes(layout, config.max_batch, config.max_context)
-    memory = (f"KV cache: {config.max_batch} slots x {config.max_context} positions x {layout.slot_bytes / 1024:.1f} KiB = "
+    memory = (f"KV cache: {config.max_batch} slots x {config.max_context} positions x {layout.full_slot_bytes / 1024:.1f} KiB = "
               f"{kv_bytes / GIB:.3f} GiB, allocated once when {STREAM} loads")
     return {"runtime": "python-ort", "models": [GENERATE, STREAM], "layout": "engine", "engine": config,
             "kv_cache_bytes": kv_bytes, "memory": memory}

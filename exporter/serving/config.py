@@ -1,7 +1,7 @@
 """The engine's knobs, read from the Triton model config's parameters (written by `exaone4-export triton`).
 
 `max_batch` slots of `max_context` positions are allocated once, at load: the
-memory is `max_batch * max_context * CacheLayout.slot_bytes`. Requests beyond the
+memory is `max_batch * max_context * CacheLayout.full_slot_bytes`. Requests beyond the
 slots wait in a queue of at most `max_queue`; past that they are refused at once.
 A prompt enters the cache in chunks of `prefill_chunk` tokens, and a step prefills
 at most that many prompt tokens, so a long prompt delays the running streams by

@@ -31,8 +31,8 @@ from ..session import Runner
 
 
 def pool_bytes(layout: CacheLayout, max_batch: int, max_context: int) -> int:
-    """Bytes of KV cache a pool allocates: every slot's every position."""
-    return max_batch * max_context * layout.slot_bytes
+    """Bytes of KV cache a pool allocates: every slot's every position, in every layer (the pool keeps no rings)."""
+    return max_batch * max_context * layout.full_slot_bytes
 
 
 class SlotPool:
