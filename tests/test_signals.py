@@ -16,9 +16,17 @@ import pytest
 from conftest import write_random_checkpoint
 
 
+def _default_signals() -> None:
+    """SIGINT as a terminal delivers it: a parent that ignores it (SIG_IGN survives exec) would make Python
+    in the child skip its KeyboardInterrupt handler, as nohup intends. Something earlier in the full suite
+    leaves SIGINT ignored in the pytest process (the export then ran to completion); this test is about the
+    CLI's cleanup, not about its parent."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_export(checkpoint: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "exaone4.exporter.cli", "export", str(checkpoint), "-o", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
 
 
 def wait_for(predicate, timeout: float = 120.0) -> None:
