@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from .artifacts import ExportDir
-from .contract import GENERATION_SPEC_FILE, MODEL_FILE
+from .contract import GENERATION_SPEC_FILE, MODEL_FILE, RING_CHUNK
 from .errors import InputError
 from .serving.config import EngineConfig, EngineSpec
 from .serving.slots import pool_bytes
@@ -33,11 +33,13 @@ GIB = 1 << 30
 def engine_config_for(export: ExportDir, asked: EngineConfig | None) -> EngineConfig:
     """The knobs asked for (defaults otherwise), with max_context the export's unless a smaller one is asked."""
     slots = export.static_context
-    if asked is None:
-        return EngineConfig(max_context=slots)
-    if asked.max_context > slots:
-        raise InputError("--max-context", f"{asked.max_context} exceeds the export's in-place cache of {slots} positions")
-    return asked
+    config = asked or EngineConfig(max_context=slots)
+    if config.max_context > slots:
+        raise InputError("--max-context", f"{config.max_context} exceeds the export's in-place cache of {slots} positions")
+    if export.cache_layout().rings and config.prefill_chunk > RING_CHUNK:
+        raise InputError("--prefill-chunk", f"{config.prefill_chunk} exceeds {RING_CHUNK}: the export's sliding layers keep rings, "
+                         f"exact for at most {RING_CHUNK} tokens a call")
+    return config
 
 
 def write_engine_models(staging: Path, export: ExportDir, chat: list[Path], asked: EngineConfig | None, instances: int,
@@ -64,7 +66,8 @@ def write_engine_models(staging: Path, export: ExportDir, chat: list[Path], aske
     (staging / GENERATE / "config.pbtxt").write_text(
         generation_config(GENERATE, False, instances, {FRONT_ENGINE: STREAM, FRONT_WORKERS: workers, **env}))
     kv_bytes = pool_bytes(layout, config.max_batch, config.max_context)
-    memory = (f"KV cache: {config.max_batch} slots x {config.max_context} positions x {layout.slot_bytes / 1024:.1f} KiB = "
+    rings = f" + sliding-layer rings {layout.ring_bytes() / 2**20:.2f} MiB" if layout.rings else ""
+    memory = (f"KV cache: {config.max_batch} slots x ({config.max_context} positions x {layout.slot_bytes / 1024:.1f} KiB{rings}) = "
               f"{kv_bytes / GIB:.3f} GiB, allocated once when {STREAM} loads")
     return {"runtime": "python-ort", "models": [GENERATE, STREAM], "layout": "engine", "engine": config,
             "kv_cache_bytes": kv_bytes, "memory": memory}

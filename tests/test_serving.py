@@ -209,6 +209,16 @@ def test_bad_requests_and_a_full_queue_are_refused_at_submit():
         scheduler.submit(GenerationRequest((1,), 2), Recorder())
 
 
+def test_a_ring_pool_keeps_window_slots_and_bounds_the_chunk():
+    """A sliding layer of a ring export keeps window + 255 slots; a chunk past 256 tokens is refused (not exact in a ring)."""
+    layout = CacheLayout(2, 1, 2, np.dtype(np.float32), rings=(4, 0))
+    pool = SlotPool(CountingRunner(), layout, 2, 1024)
+    assert pool.caches["past_key_values.0.key"].shape == (2, 1, 259, 2) and pool.caches["past_key_values.1.value"].shape[2] == 1024
+    assert pool.nbytes == 2 * (1024 + 259) * 2 * 2 * 4
+    with pytest.raises(InputError, match="prefill_chunk: 300 tokens a call exceeds the 256 this cache takes"):
+        Scheduler(pool, EngineConfig(max_batch=2, max_context=1024, prefill_chunk=300))
+
+
 def test_engine_config_knobs_are_checked():
     assert EngineConfig.from_parameters({"max_batch": "16"}, "cfg").max_batch == 16
     with pytest.raises(InputError, match="cfg: parameter max_batch: must be an integer, got 'x'"):

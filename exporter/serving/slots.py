@@ -1,8 +1,13 @@
 """A fixed pool of sequence slots over an export with an in-place KV cache (`--kv-cache static`).
 
 Each layer's keys and values live in one buffer [max_batch, kv_heads, max_context,
-head_dim], allocated once; slot s is row s of every buffer, and its tokens fill
-positions [0, filled[s]). Calls bind a contiguous range of rows (a numpy view, no
+head_dim], allocated once (a sliding layer of a ring export: [max_batch, kv_heads,
+window + RING_CHUNK - 1, head_dim], position p in slot p mod R, graphs/ring_cache.py);
+slot s is row s of every buffer, and its tokens are positions [0, filled[s]).
+A ring is exact for at most RING_CHUNK tokens a call, so such a pool refuses
+longer chunks (`max_chunk`; the scheduler's prefill_chunk must not exceed it).
+
+Calls bind a contiguous range of rows (a numpy view, no
 copy) as both past and present (`Runner.infer_in_place`), and GroupQueryAttention
 writes each row's new keys and values at that row's own length (per-row
 `seqlens_k`), so rows of different lengths run in one call without padding the cache:
@@ -26,21 +31,36 @@ import heapq
 
 import numpy as np
 
-from ..contract import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, CacheLayout, past_names, present_for
+from ..contract import (
+    ATTENTION_MASK,
+    INPUT_IDS,
+    KV_KINDS,
+    LOGITS,
+    POSITION_IDS,
+    RING_CHUNK,
+    CacheLayout,
+    past_name,
+    present_for,
+)
 from ..session import Runner
 
 
 def pool_bytes(layout: CacheLayout, max_batch: int, max_context: int) -> int:
-    """Bytes of KV cache a pool allocates: every slot's every position."""
-    return max_batch * max_context * layout.slot_bytes
+    """Bytes of KV cache a pool allocates: every slot's positions on the growing layers, plus its rings."""
+    return max_batch * (max_context * layout.slot_bytes + layout.ring_bytes())
 
 
 class SlotPool:
     def __init__(self, runner: Runner, layout: CacheLayout, max_batch: int, max_context: int) -> None:
         self.runner = runner
         self.max_context = max_context
-        shape = (max_batch, layout.num_kv_heads, max_context, layout.head_dim)
-        self.caches = {name: np.zeros(shape, layout.dtype) for name in past_names(layout.num_layers)}
+        self.caches = {}
+        for layer in range(layout.num_layers):  # a sliding layer of a ring export keeps window + RING_CHUNK - 1 slots
+            shape = (max_batch, layout.num_kv_heads, layout.ring_slots(layer) or max_context, layout.head_dim)
+            for kind in KV_KINDS:
+                self.caches[past_name(layer, kind)] = np.zeros(shape, layout.dtype)
+        # tokens one call may add to a slot: a ring is exact for RING_CHUNK on top of a past (graphs/ring_cache.py)
+        self.max_chunk = min(RING_CHUNK, max_context) if layout.rings else max_context
         self.filled = np.zeros(max_batch, np.int64)  # tokens held by each slot
         self._free = list(range(max_batch))
         self.nbytes = pool_bytes(layout, max_batch, max_context)
@@ -70,6 +90,8 @@ class SlotPool:
         start, count = int(self.filled[slot]), tokens.shape[1]
         if start + count > self.max_context:
             raise ValueError(f"slot {slot} holds {start} tokens; {count} more exceed its {self.max_context} positions")
+        if count > self.max_chunk:
+            raise ValueError(f"{count} tokens in one call; this pool takes at most {self.max_chunk} (prefill_chunk)")
         feeds = {
             INPUT_IDS: tokens,
             ATTENTION_MASK: np.ones((1, start + count), np.int64),
