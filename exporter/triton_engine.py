@@ -22,7 +22,7 @@ from .artifacts import ExportDir
 from .contract import GENERATION_SPEC_FILE, MODEL_FILE
 from .errors import InputError
 from .serving.config import EngineConfig, EngineSpec
-from .serving.slots import pool_bytes
+from .serving.slots import pool_bytes, pool_lengths, pool_max_chunk
 from .triton_parts import GENERATE, MODELS_DIR, STREAM, config_parameters, generation_config, ship_chat_code
 
 ENGINE_KNOB = "max_batch"  # a parameter only the engine's config has: how `--check` tells the layouts apart
@@ -33,11 +33,14 @@ GIB = 1 << 30
 def engine_config_for(export: ExportDir, asked: EngineConfig | None) -> EngineConfig:
     """The knobs asked for (defaults otherwise), with max_context the export's unless a smaller one is asked."""
     slots = export.static_context
-    if asked is None:
-        return EngineConfig(max_context=slots)
-    if asked.max_context > slots:
-        raise InputError("--max-context", f"{asked.max_context} exceeds the export's in-place cache of {slots} positions")
-    return asked
+    config = asked or EngineConfig(max_context=slots)
+    if config.max_context > slots:
+        raise InputError("--max-context", f"{config.max_context} exceeds the export's in-place cache of {slots} positions")
+    chunk = pool_max_chunk(export.cache_layout(), config.max_context)
+    if config.prefill_chunk > chunk:
+        raise InputError("--prefill-chunk", f"{config.prefill_chunk} exceeds {chunk}: the export's sliding layers keep rings, "
+                         f"exact for at most {chunk} tokens a call")
+    return config
 
 
 def write_engine_models(staging: Path, export: ExportDir, chat: list[Path], asked: EngineConfig | None, instances: int,
@@ -64,7 +67,9 @@ def write_engine_models(staging: Path, export: ExportDir, chat: list[Path], aske
     (staging / GENERATE / "config.pbtxt").write_text(
         generation_config(GENERATE, False, instances, {FRONT_ENGINE: STREAM, FRONT_WORKERS: workers, **env}))
     kv_bytes = pool_bytes(layout, config.max_batch, config.max_context)
-    memory = (f"KV cache: {config.max_batch} slots x {config.max_context} positions x {layout.full_slot_bytes / 1024:.1f} KiB = "
+    rings = [length for length in pool_lengths(layout, config.max_context) if length < config.max_context]
+    kept = f"; {len(rings)} sliding layers keep rings of {max(rings)}" if rings else ""
+    memory = (f"KV cache: {config.max_batch} slots x {kv_bytes / config.max_batch / 2**20:.2f} MiB ({config.max_context} positions{kept}) = "
               f"{kv_bytes / GIB:.3f} GiB, allocated once when {STREAM} loads")
     return {"runtime": "python-ort", "models": [GENERATE, STREAM], "layout": "engine", "engine": config,
             "kv_cache_bytes": kv_bytes, "memory": memory}

@@ -36,6 +36,8 @@ from exaone4.exporter.serving import (
     ServingLoop,
     SlotPool,
     TextClient,
+    pool_bytes,
+    pool_lengths,
 )
 from exaone4.exporter.session import Runner
 from exaone4.exporter.tiny import TINY_DIR
@@ -209,6 +211,25 @@ def test_bad_requests_and_a_full_queue_are_refused_at_submit():
         scheduler.submit(GenerationRequest((1,), 2), Recorder())
 
 
+def test_a_ring_pool_keeps_window_slots_and_bounds_the_chunk():
+    """A sliding layer of a ring export keeps window + 255 slots; a chunk past 256 tokens is refused (not exact in a ring)."""
+    layout = CacheLayout(2, 1, 2, np.dtype(np.float32), rings=(4, 0))
+    pool = SlotPool(CountingRunner(), layout, 2, 1024)
+    assert pool.caches["past_key_values.0.key"].shape == (2, 1, 259, 2) and pool.caches["past_key_values.1.value"].shape[2] == 1024
+    assert pool.nbytes == 2 * (1024 + 259) * 2 * 2 * 4
+    with pytest.raises(InputError, match="prefill_chunk: 300 tokens a call exceeds the 256 this cache takes"):
+        Scheduler(pool, EngineConfig(max_batch=2, max_context=1024, prefill_chunk=300))
+
+
+def test_a_context_shorter_than_the_ring_keeps_full_rows_and_any_chunk():
+    """A ring of max_context slots never wraps: the pool keeps max_context positions and takes whole-context chunks."""
+    layout = CacheLayout(2, 1, 2, np.dtype(np.float32), rings=(4, 0))
+    pool = SlotPool(CountingRunner(), layout, 2, 200)
+    assert pool_lengths(layout, 200) == [200, 200] and pool.max_chunk == 200
+    assert pool.nbytes == pool_bytes(layout, 2, 200) == 2 * 400 * 2 * 2 * 4
+    Scheduler(pool, EngineConfig(max_batch=2, max_context=200, prefill_chunk=200))
+
+
 def test_engine_config_knobs_are_checked():
     assert EngineConfig.from_parameters({"max_batch": "16"}, "cfg").max_batch == 16
     with pytest.raises(InputError, match="cfg: parameter max_batch: must be an integer, got 'x'"):
@@ -291,11 +312,12 @@ def reference():
     return TorchRunner(load_reference_model(Checkpoint.open(TINY_DIR)))
 
 
-def serve(export: ExportDir, requests: list[GenerationRequest], max_batch: int, prefill_chunk: int = 16) -> list[list[int]]:
+def serve(export: ExportDir, requests: list[GenerationRequest], max_batch: int, prefill_chunk: int = 16,
+          max_context: int = 256) -> list[list[int]]:
     """Run requests through a fresh engine, all submitted at once; their tokens."""
-    config = EngineConfig(max_batch=max_batch, max_context=256, max_queue=len(requests), prefill_chunk=prefill_chunk)
+    config = EngineConfig(max_batch=max_batch, max_context=max_context, max_queue=len(requests), prefill_chunk=prefill_chunk)
     with OrtRunner(export.model_path) as runner:
-        scheduler = Scheduler(SlotPool(runner, export.cache_layout(), max_batch, 256), config)
+        scheduler = Scheduler(SlotPool(runner, export.cache_layout(), max_batch, max_context), config)
         clients = [Recorder() for _ in requests]
         for request, client in zip(requests, clients):
             scheduler.submit(request, client)
@@ -329,6 +351,44 @@ def test_greedy_tokens_alone_equal_batched_and_the_reference(static_tiny, chat, 
         expected = [t for t in generate_tokens(reference.new_session(layout), ids, 24, chat.stop_ids) if t not in chat.stop_ids]
         assert one == expected
     assert sum(map(len, batched)) > 60
+
+
+def test_rings_wrap_in_the_pool_at_the_reference_logits(tiny_exports, chat, reference, tmp_path):
+    """At 512 positions the sliding layers keep rings of 16 + 255 slots. A 400-token prompt appended in
+    chunks of 64 wraps them; its logits after every chunk and over batched decode steps beside a short
+    slot equal the reference's at 1e-4, and the scheduler's greedy tokens are the reference's."""
+    from exaone4.exporter.export import lower_export
+
+    lower_export(tiny_exports["canonical"], tmp_path / "static", "ort", kv_cache="static", max_context=512)
+    export = ExportDir.open(tmp_path / "static")
+    layout = export.cache_layout()
+    lengths = pool_lengths(layout, 512)
+    assert sorted(set(lengths)) == [271, 512] and lengths.count(271) == 6
+    long = chat.prompt_ids([{"role": "user", "content": " ".join(PROMPTS * 8)}])
+    short = chat.prompt_ids([{"role": "user", "content": PROMPTS[1]}])
+    assert 300 < len(long) < 480, len(long)
+
+    def expected(ids: list[int]) -> np.ndarray:
+        return reference.new_session(layout).prefill(np.array([ids]))[0, -1]
+
+    with OrtRunner(export.model_path) as runner:
+        pool = SlotPool(runner, layout, 2, 512)
+        short_slot, long_slot = pool.acquire(), pool.acquire()
+        pool.append(short_slot, np.array(short))
+        for end in range(64, len(long) + 64, 64):
+            got = pool.append(long_slot, np.array(long[end - 64:end]))
+            np.testing.assert_allclose(got, expected(long[:end]), atol=1e-4, err_msg=f"after {min(end, len(long))} tokens")
+        seqs = [list(short), list(long)]
+        for step in range(3):
+            tokens = [3 + step, 7 + step]
+            logits = pool.decode([short_slot, long_slot], tokens)
+            for row, (seq, token) in enumerate(zip(seqs, tokens)):
+                seq.append(token)
+                np.testing.assert_allclose(logits[row], expected(seq), atol=1e-4, err_msg=f"decode step {step}, row {row}")
+
+    requests = [GenerationRequest(tuple(ids), 16, stop_ids=chat.stop_ids) for ids in (long, short)]
+    for ids, got in zip((long, short), serve(export, requests, max_batch=2, prefill_chunk=64, max_context=512)):
+        assert got == [t for t in generate_tokens(reference.new_session(layout), ids, 16, chat.stop_ids) if t not in chat.stop_ids]
 
 
 def test_sampled_requests_repeat_with_their_seed_alone_or_batched(static_tiny, chat):

@@ -1,7 +1,7 @@
 """The resident engine served by a real Triton server: parity, streaming, batching, cancellation, back-pressure, metrics.
 
 The repository is written from the LG-layout bundled model exported with
-`--kv-cache static`, with 4 slots of 256 positions, a queue of 8 and prefill
+`--kv-cache static`, with 4 slots of 320 positions (rings of 271 on the sliding layers), a queue of 8 and prefill
 chunks of 16 tokens, so admission, waiting, chunking and refusals all happen
 with a handful of requests. Every text is compared with the reference model's
 greedy text through the chat path (tests/test_triton.py::reference_text); where a
@@ -37,7 +37,7 @@ http = pytest.importorskip("tritonclient.http", reason="tritonclient is not inst
 grpc = pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed")
 PROMPTS = ["Show me def dumps", "Show me def quote", "Write a class for a queue", "import os", "def main():",
            "Explain the json module in one line", "class Stack:", "Sort a list"]
-SLOTS, QUEUE, CONTEXT = 4, 8, 256
+SLOTS, QUEUE, CONTEXT = 4, 8, 320  # 320 > the rings' 271 slots: sliding layers keep rings
 LONGEST = 48  # reference tokens computed per prompt; shorter requests compare with a prefix
 
 
@@ -93,7 +93,9 @@ def engine_repo(lg_bundled_exports, tmp_path_factory):
                                        str(triton / "env"), "--max-batch", str(SLOTS), "--max-queue", str(QUEUE),
                                        "--prefill-chunk", "16", "--threads", "1"])
     assert result.exit_code == 0, result.output
-    assert f"KV cache: {SLOTS} slots x {CONTEXT} positions x 4.0 KiB = 0.004 GiB" in result.output
+    # 8 layers x 512 B a position; 2 global layers keep 320 positions, 6 sliding ones rings of 16 + 255 slots
+    assert f"KV cache: {SLOTS} slots x 1.11 MiB ({CONTEXT} positions; 6 sliding layers keep rings of 271) = 0.004 GiB" in result.output, \
+        result.output
     return root / "repo"
 
 
@@ -254,7 +256,7 @@ def test_malformed_requests_are_refused_without_disturbing_a_running_stream(serv
     client = http.InferenceServerClient(server.http)
     for make, message in (
         (lambda m: _inputs(m, "hi", 8)[1:], "text_input: is empty"),  # no prompt at all
-        (lambda m: _inputs(m, "def " * 300, 8), f"exceeds the context of {CONTEXT}"),
+        (lambda m: _inputs(m, "def " * 500, 8), f"exceeds the context of {CONTEXT}"),
         (lambda m: _inputs(m, "   ", 8), "text_input: is empty"),
         (lambda m: _inputs(m, "hi", 0), "max_tokens: must be at least 1, got 0"),
         (lambda m: _inputs(m, "hi", 8, messages=(b"[{", "BYTES", np.object_))[1:], "messages: is not valid JSON"),

@@ -18,7 +18,7 @@ from .loop import ServingLoop
 from .metrics import METRICS, MetricsObserver, MetricSpec
 from .requests import Client, Finish, GenerationRequest, QueueFull
 from .scheduler import Observer, Scheduler
-from .slots import GrowingSlotPool, SlotPool, pool_bytes
+from .slots import GrowingSlotPool, SlotPool, pool_bytes, pool_lengths, pool_max_chunk
 from .text import TextClient
 
 __all__ = [
@@ -39,4 +39,6 @@ __all__ = [
     "SlotPool",
     "TextClient",
     "pool_bytes",
+    "pool_lengths",
+    "pool_max_chunk",
 ]

@@ -66,14 +66,16 @@ class EngineSpec:
     def to_json(self) -> dict:
         layout = self.layout
         return {"num_layers": layout.num_layers, "num_kv_heads": layout.num_kv_heads, "head_dim": layout.head_dim,
-                "kv_dtype": layout.dtype.name, "max_positions": self.max_positions}
+                "kv_dtype": layout.dtype.name, "rings": list(layout.rings), "max_positions": self.max_positions}
 
     @classmethod
     def read(cls, path: Path) -> EngineSpec:
         """From the spec file; InputError naming it when a field is missing or wrong."""
         raw = read_json(path)
         try:
-            layout = CacheLayout(int(raw["num_layers"]), int(raw["num_kv_heads"]), int(raw["head_dim"]), np.dtype(raw["kv_dtype"]))
+            rings = tuple(int(window) for window in raw.get("rings", []))  # absent before ring exports: no ring
+            layout = CacheLayout(int(raw["num_layers"]), int(raw["num_kv_heads"]), int(raw["head_dim"]), np.dtype(raw["kv_dtype"]),
+                                 rings)
             return cls(layout, int(raw["max_positions"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(str(path), f"not an engine spec ({exc!r})") from None

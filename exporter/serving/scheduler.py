@@ -68,6 +68,9 @@ class _Sequence:
 class Scheduler:
     def __init__(self, pool: SlotPool, config: EngineConfig, observer: Observer | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        if config.prefill_chunk > pool.max_chunk:
+            raise InputError("prefill_chunk", f"{config.prefill_chunk} tokens a call exceeds the {pool.max_chunk} this cache takes "
+                             "(a sliding layer's ring is exact for that many on top of its past)")
         self.pool = pool
         self.config = config
         self.observer = observer or Observer()

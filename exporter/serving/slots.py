@@ -1,8 +1,14 @@
 """A fixed pool of sequence slots over an export with an in-place KV cache (`--kv-cache static`).
 
 Each layer's keys and values live in one buffer [max_batch, kv_heads, max_context,
-head_dim], allocated once; slot s is row s of every buffer, and its tokens fill
-positions [0, filled[s]). Calls bind a contiguous range of rows (a numpy view, no
+head_dim], allocated once (a sliding layer of a ring export, when its ring is
+shorter than max_context: [max_batch, kv_heads, window + RING_CHUNK - 1, head_dim],
+position p in slot p mod R, graphs/ring_cache.py); slot s is row s of every
+buffer, and its tokens are positions [0, filled[s]). A ring that wraps is exact
+for at most RING_CHUNK tokens a call, so such a pool refuses longer chunks
+(`max_chunk`; the scheduler's prefill_chunk must not exceed it).
+
+Calls bind a contiguous range of rows (a numpy view, no
 copy) as both past and present (`Runner.infer_in_place`), and GroupQueryAttention
 writes each row's new keys and values at that row's own length (per-row
 `seqlens_k`), so rows of different lengths run in one call without padding the cache:
@@ -26,21 +32,47 @@ import heapq
 
 import numpy as np
 
-from ..contract import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, CacheLayout, past_names, present_for
+from ..contract import (
+    ATTENTION_MASK,
+    INPUT_IDS,
+    KV_KINDS,
+    LOGITS,
+    POSITION_IDS,
+    RING_CHUNK,
+    CacheLayout,
+    past_name,
+    present_for,
+)
 from ..session import Runner
 
 
 def pool_bytes(layout: CacheLayout, max_batch: int, max_context: int) -> int:
-    """Bytes of KV cache a pool allocates: every slot's every position, in every layer (the pool keeps no rings)."""
-    return max_batch * max_context * layout.full_slot_bytes
+    """Bytes of KV cache a pool allocates: every slot's positions on every layer (a ring's slots on a sliding layer)."""
+    return max_batch * sum(pool_lengths(layout, max_context)) * layout.layer_bytes
+
+
+def pool_lengths(layout: CacheLayout, max_context: int) -> list[int]:
+    """Positions each layer keeps for one slot: max_context, or a sliding layer's ring when that is
+    smaller (a ring of max_context slots never wraps, so a shorter context gains nothing from it)."""
+    return [min(layout.ring_slots(layer) or max_context, max_context) for layer in range(layout.num_layers)]
+
+
+def pool_max_chunk(layout: CacheLayout, max_context: int) -> int:
+    """Tokens one call may add to a slot: RING_CHUNK once some ring wraps (it is exact for that many on
+    top of its past, graphs/ring_cache.py), else the whole context."""
+    return RING_CHUNK if min(pool_lengths(layout, max_context)) < max_context else max_context
 
 
 class SlotPool:
     def __init__(self, runner: Runner, layout: CacheLayout, max_batch: int, max_context: int) -> None:
         self.runner = runner
         self.max_context = max_context
-        shape = (max_batch, layout.num_kv_heads, max_context, layout.head_dim)
-        self.caches = {name: np.zeros(shape, layout.dtype) for name in past_names(layout.num_layers)}
+        self.caches = {}
+        for layer, length in enumerate(pool_lengths(layout, max_context)):
+            shape = (max_batch, layout.num_kv_heads, length, layout.head_dim)
+            for kind in KV_KINDS:
+                self.caches[past_name(layer, kind)] = np.zeros(shape, layout.dtype)
+        self.max_chunk = pool_max_chunk(layout, max_context)
         self.filled = np.zeros(max_batch, np.int64)  # tokens held by each slot
         self._free = list(range(max_batch))
         self.nbytes = pool_bytes(layout, max_batch, max_context)
@@ -70,6 +102,8 @@ class SlotPool:
         start, count = int(self.filled[slot]), tokens.shape[1]
         if start + count > self.max_context:
             raise ValueError(f"slot {slot} holds {start} tokens; {count} more exceed its {self.max_context} positions")
+        if count > self.max_chunk:
+            raise ValueError(f"{count} tokens in one call; this pool takes at most {self.max_chunk} (prefill_chunk)")
         feeds = {
             INPUT_IDS: tokens,
             ATTENTION_MASK: np.ones((1, start + count), np.int64),
