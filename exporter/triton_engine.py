@@ -69,7 +69,8 @@ def write_engine_models(staging: Path, export: ExportDir, chat: list[Path], aske
     kv_bytes = pool_bytes(layout, config.max_batch, config.max_context)
     rings = [length for length in pool_lengths(layout, config.max_context) if length < config.max_context]
     kept = f"; {len(rings)} sliding layers keep rings of {max(rings)}" if rings else ""
-    memory = (f"KV cache: {config.max_batch} slots x {kv_bytes / config.max_batch / 2**20:.2f} MiB ({config.max_context} positions{kept}) = "
+    per_slot = kv_bytes / config.max_batch / 2**20
+    memory = (f"KV cache: {config.max_batch} slots x {per_slot:.2f} MiB ({config.max_context} positions{kept}) = "
               f"{kv_bytes / GIB:.3f} GiB, allocated once when {STREAM} loads")
     return {"runtime": "python-ort", "models": [GENERATE, STREAM], "layout": "engine", "engine": config,
             "kv_cache_bytes": kv_bytes, "memory": memory}
