@@ -5,11 +5,14 @@
     label, scores = classify(logits[row], labels, problem_type)              # text classification
     entities = word_entities(text, encodings[row], logits[row], labels)      # token classification, per word
     answer, score = best_answer(context, encoding, start[row], end[row])     # extractive QA
+    vector = embed(states[row, : len(ids)], pooling, normalize)               # feature extraction
 
 The rules are transformers' pipelines' (text-classification's score function,
 token-classification's word aggregation "first" and entity grouping, the classic
 question-answering span search), written over the tokenizer's own offsets, so a
 served answer equals what those pipelines give for the same model and tokenizer.
+Feature extraction serves the pipeline's token states and one pooled vector
+(the last token's state, as decoder embedding models pool, or the mean).
 `exaone4-export triton` copies this module into a head repository (exporter/triton_heads.py).
 """
 
@@ -26,6 +29,7 @@ from .errors import InputError
 
 MAX_ANSWER = 15  # tokens in an answer span (transformers' question-answering default)
 IGNORED_LABELS = ("O",)  # token-classification labels that are not entities
+POOLINGS = ("last", "mean")  # feature extraction's sentence vector: the last token's state, or the mean over tokens
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,18 @@ def best_answer(context: str, encoding: Encoded, start: np.ndarray, end: np.ndar
     scores = np.triu(np.outer(start_p, end_p)) - np.triu(np.outer(start_p, end_p), max_answer)
     i, j = np.unravel_index(int(scores.argmax()), scores.shape)
     return context[encoding.offsets[i][0] : encoding.offsets[j][1]], float(scores[i, j])
+
+
+def embed(states: np.ndarray, pooling: str = "last", normalize: bool = False) -> np.ndarray:
+    """One text's vector from its token states [tokens, hidden] (no padding): the last token's state (the
+    only one that has seen the whole text in a causal model) or their mean; optionally L2-normalized."""
+    if pooling not in POOLINGS:
+        raise InputError("pooling", f"must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    states = np.asarray(states, np.float32)
+    vector = states[-1] if pooling == "last" else states.mean(0)
+    if normalize:
+        vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+    return vector.astype(np.float32)
 
 
 def entities_json(entities: list[dict]) -> str:

@@ -1,26 +1,30 @@
 """Serving throughput and latency: the resident engine against today's BLS repository, same run, real tritonserver.
 
     python scripts/bench_serving.py OUT [--shape 1.2b --layers 4 | --checkpoint DIR] [--clients 1 4 8 16]
-                                        [--prompt-tokens 64] [--max-tokens 48] [--long-prompt 2048] [--smoke]
+                                        [--prompt-tokens 64] [--max-tokens 48] [--long-prompt 2048] [--repeats 3] [--smoke]
 
 Prepares once (under OUT/work): a random checkpoint of the real shape cut to
 `--layers` (its tokenizer widened so every id decodes to visible text), a growing-
 cache ort export for the BLS repository (`triton` defaults: 2 generation instances)
 and a `--kv-cache static` export for the resident engine (`--max-batch` the most
-clients, `--prefill-chunk`), both `--logits last`. Then, per repository, one real
-tritonserver on loopback and, for each client count, that many streaming gRPC
+clients, `--prefill-chunk`), both `--logits last`. Then one real tritonserver per
+repository on loopback, both up at once, and `--repeats` passes; each pass runs,
+for each client count and alternating the repositories, that many streaming gRPC
 clients each sending `--requests` requests in turn to `exaone4_stream`:
 aggregate generated tokens/s (a response per piece of text; with the widened
 tokenizer a token is a piece), time to first token and inter-token latency p50/p99.
-Last, `--long-prompt`: one prompt of that many tokens admitted while 8 streams run,
+Then `--long-prompt`: one prompt of that many tokens admitted while 8 streams run,
 and those streams' inter-token latency p99 against their median (chunked prefill).
-Results: OUT/serving.json, OUT/serving.md, OUT/serving.png. Measure on a quiet
-machine; `--smoke` runs the bundled tiny model at toy sizes to check the script.
+Throughput is the median over passes with its min-max; latency percentiles pool
+every pass's requests. Results: OUT/serving.json, OUT/serving.md, OUT/serving.png.
+Measure on a quiet machine; `--smoke` runs the bundled tiny model at toy sizes to
+check the script.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import queue
 import shutil
@@ -62,15 +66,22 @@ class Timeline:
 
 @dataclass
 class Round:
+    """One client count on one repository, over every pass: throughput per pass, latencies pooled."""
+
     repository: str
     clients: int
-    tokens: int
-    seconds: float
-    tokens_per_s: float
+    tokens_per_s: list[float]
     ttft_p50_ms: float
     ttft_p99_ms: float
     itl_p50_ms: float
     itl_p99_ms: float
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.tokens_per_s))
+
+    def row(self) -> dict:
+        return {**asdict(self), "tokens_per_s_median": self.median}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -99,6 +110,8 @@ def prepare(work: Path, args) -> dict[str, Path]:
         raise SystemExit("no tritonserver: scripts/setup_triton.sh could not unpack it")
     repos = {}
     for kind, (export, options) in exports.items():
+        if kind not in args.repositories:
+            continue
         if not export.is_dir():
             subprocess.run([*CLI, "export", str(checkpoint), "-o", str(export), "--target", "ort", "--quiet", *options], check=True)
         repos[kind] = work / f"repo-{kind}"
@@ -164,8 +177,9 @@ def stream_request(grpc, url: str, prompt: str, max_tokens: int, timeline_out: l
         timeline_out.append(timeline)
 
 
-def measure_round(grpc, url: str, repository: str, clients: int, args) -> Round:
-    timelines: list[Timeline] = []
+def run_clients(grpc, url: str, clients: int, args, timelines: list[Timeline]) -> float:
+    """`clients` streaming clients, each sending `--requests` requests in turn; aggregate tokens/s."""
+    before = len(timelines)
 
     def client(index: int) -> None:
         for r in range(args.requests):
@@ -178,11 +192,13 @@ def measure_round(grpc, url: str, repository: str, clients: int, args) -> Round:
     for thread in threads:
         thread.join()
     seconds = time.perf_counter() - start
-    tokens = sum(len(t.arrivals) for t in timelines)
+    return sum(len(t.arrivals) for t in timelines[before:]) / seconds
+
+
+def summarize(repository: str, clients: int, rates: list[float], timelines: list[Timeline]) -> Round:
     gaps = [g for t in timelines for g in t.gaps]
     ttfts = [t.ttft for t in timelines]
-    return Round(repository, clients, tokens, seconds, tokens / seconds, percentile(ttfts, 50), percentile(ttfts, 99),
-                 percentile(gaps, 50), percentile(gaps, 99))
+    return Round(repository, clients, rates, percentile(ttfts, 50), percentile(ttfts, 99), percentile(gaps, 50), percentile(gaps, 99))
 
 
 def measure_long_prompt(grpc, url: str, args) -> dict:
@@ -206,21 +222,30 @@ def measure_long_prompt(grpc, url: str, args) -> dict:
 
 
 def measure(repos: dict[str, Path], args, log_dir: Path) -> dict:
+    """Both servers up; `--repeats` passes, each over every client count with the repositories alternating."""
     import tritonclient.grpc as grpc
 
-    results: dict = {"rounds": [], "long_prompt": {}}
-    for kind, repo in repos.items():
-        with triton_server(repo, log_dir / f"tritonserver-{kind}.log", timeout=600) as urls:
-            stream_request(grpc, urls.grpc, prompt_text(args.prompt_words, 0), 4, [])  # warm-up
+    rates: dict[tuple[str, int], list[float]] = {(kind, c): [] for kind in repos for c in args.clients}
+    timelines: dict[tuple[str, int], list[Timeline]] = {key: [] for key in rates}
+    long_prompt: dict[str, list[dict]] = {kind: [] for kind in repos}
+    with contextlib.ExitStack() as stack:
+        urls = {kind: stack.enter_context(triton_server(repo, log_dir / f"tritonserver-{kind}.log", timeout=600)).grpc
+                for kind, repo in repos.items()}
+        for url in urls.values():
+            run_clients(grpc, url, 2, args, [])  # warm-up: both repositories load and run their first batches
+        for repeat in range(args.repeats):
+            order = list(repos) if repeat % 2 == 0 else list(reversed(repos))
             for clients in args.clients:
-                result = measure_round(grpc, urls.grpc, kind, clients, args)
-                results["rounds"].append(asdict(result))
-                print(f"{kind:6} {clients:2} clients: {result.tokens_per_s:8.1f} tok/s  TTFT p50 {result.ttft_p50_ms:7.1f} ms "
-                      f"p99 {result.ttft_p99_ms:7.1f}  ITL p50 {result.itl_p50_ms:6.1f} ms p99 {result.itl_p99_ms:6.1f}", flush=True)
+                for kind in order:
+                    rate = run_clients(grpc, urls[kind], clients, args, timelines[kind, clients])
+                    rates[kind, clients].append(rate)
+                    print(f"pass {repeat + 1} {kind:6} {clients:2} clients: {rate:8.1f} tok/s", flush=True)
             if args.long_prompt:
-                results["long_prompt"][kind] = measure_long_prompt(grpc, urls.grpc, args)
-                print(f"{kind:6} long prompt among 8 streams: {results['long_prompt'][kind]}", flush=True)
-    return results
+                for kind in order:
+                    long_prompt[kind].append(measure_long_prompt(grpc, urls[kind], args))
+                    print(f"pass {repeat + 1} {kind:6} long prompt among 8 streams: {long_prompt[kind][-1]}", flush=True)
+    rounds = [summarize(kind, clients, rates[kind, clients], timelines[kind, clients]) for kind, clients in rates]
+    return {"rounds": [r.row() for r in rounds], "long_prompt": {k: v for k, v in long_prompt.items() if v}}
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -228,20 +253,24 @@ def measure(repos: dict[str, Path], args, log_dir: Path) -> dict:
 
 def report(results: dict, args, out: Path) -> None:
     rounds = results["rounds"]
-    single = {r["repository"]: r["tokens_per_s"] for r in rounds if r["clients"] == 1}
-    lines = ["| repository | clients | tokens/s | x one stream | TTFT p50 / p99 ms | ITL p50 / p99 ms |", "|---|---|---|---|---|---|"]
+    single = {r["repository"]: r["tokens_per_s_median"] for r in rounds if r["clients"] == 1}
+    lines = ["| repository | clients | tokens/s, median (min-max) | x one stream | TTFT p50 / p99 ms | ITL p50 / p99 ms |",
+             "|---|---|---|---|---|---|"]
     for r in rounds:
-        lines.append(f"| {r['repository']} | {r['clients']} | {r['tokens_per_s']:.1f} | "
-                     f"{r['tokens_per_s'] / single.get(r['repository'], float('nan')):.2f} | "
+        rates = r["tokens_per_s"]
+        lines.append(f"| {r['repository']} | {r['clients']} | {r['tokens_per_s_median']:.1f} ({min(rates):.1f}-{max(rates):.1f}) | "
+                     f"{r['tokens_per_s_median'] / single.get(r['repository'], float('nan')):.2f} | "
                      f"{r['ttft_p50_ms']:.0f} / {r['ttft_p99_ms']:.0f} | {r['itl_p50_ms']:.1f} / {r['itl_p99_ms']:.1f} |")
-    by = {(r["repository"], r["clients"]): r["tokens_per_s"] for r in rounds}
+    by = {(r["repository"], r["clients"]): r["tokens_per_s_median"] for r in rounds}
     for clients in args.clients:
         if ("engine", clients) in by and ("bls", clients) in by:
             lines.append(f"\nengine / BLS at {clients} clients: {by[('engine', clients)] / by[('bls', clients)]:.2f}x")
-    for kind, figures in results["long_prompt"].items():
-        lines.append(f"\n{kind}: a {args.long_prompt}-token prompt among 8 streams: ITL p50 {figures['itl_p50_ms']:.1f} ms, "
-                     f"p99 {figures['itl_p99_ms']:.1f} ms ({figures['p99_over_p50']:.2f}x), its TTFT "
-                     f"{figures['long_prompt_ttft_ms']:.0f} ms")
+    for kind, passes in results["long_prompt"].items():
+        ratios = [p["p99_over_p50"] for p in passes]
+        lines.append(f"\n{kind}: a {args.long_prompt}-token prompt among 8 streams, per pass: ITL p50 / p99 ms "
+                     + ", ".join(f"{p['itl_p50_ms']:.1f} / {p['itl_p99_ms']:.1f} ({p['p99_over_p50']:.2f}x)" for p in passes)
+                     + f"; median p99/p50 {float(np.median(ratios)):.2f}x; the long prompt's TTFT median "
+                     f"{float(np.median([p['long_prompt_ttft_ms'] for p in passes])):.0f} ms")
     (out / "serving.md").write_text("\n".join(lines) + "\n")
     (out / "serving.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, **results}, indent=2) + "\n")
     print("\n".join(lines))
@@ -256,8 +285,10 @@ def chart(rounds: list[dict], path: Path) -> None:
 
     figure, axis = plt.subplots(figsize=(6, 4))
     for repository in sorted({r["repository"] for r in rounds}):
-        points = [(r["clients"], r["tokens_per_s"]) for r in rounds if r["repository"] == repository]
-        axis.plot(*zip(*points), marker="o", label=repository)
+        own = [r for r in rounds if r["repository"] == repository]
+        medians = [r["tokens_per_s_median"] for r in own]
+        spread = [[m - min(r["tokens_per_s"]) for r, m in zip(own, medians)], [max(r["tokens_per_s"]) - m for r, m in zip(own, medians)]]
+        axis.errorbar([r["clients"] for r in own], medians, yerr=spread, marker="o", capsize=3, label=repository)
     axis.set_xlabel("concurrent streaming clients")
     axis.set_ylabel("generated tokens/s (aggregate)")
     axis.legend()
@@ -279,11 +310,15 @@ def main() -> None:
     parser.add_argument("--long-max-tokens", type=int, default=96, help="tokens each of the 8 streams makes around it")
     parser.add_argument("--prefill-chunk", type=int, default=256)
     parser.add_argument("--bls-instances", type=int, default=2, help="generation model instances of the BLS repository")
+    parser.add_argument("--repositories", nargs="+", choices=["bls", "engine"], default=["bls", "engine"],
+                        help="which repositories to measure (both: the comparison)")
+    parser.add_argument("--repeats", type=int, default=3, help="passes over every client count, repositories alternating")
     parser.add_argument("--smoke", action="store_true", help="the bundled tiny model at toy sizes: checks the script only")
     args = parser.parse_args()
     if args.smoke:
         args.checkpoint = args.checkpoint or Path(__file__).resolve().parents[1] / "exporter" / "tiny"
         args.clients, args.requests, args.max_tokens, args.long_prompt, args.long_max_tokens = [1, 4], 1, 16, 200, 24
+        args.repeats = 2
         args.prompt_tokens = 32
     args.prompt_words = max(1, args.prompt_tokens // 2)  # about two tokens a word in the bundled tokenizer
     work = args.out / "work"

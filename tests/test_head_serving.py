@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exaone4.exporter.head_serving import HeadTokenizer, classify, word_entities
+from exaone4.exporter.errors import InputError
+from exaone4.exporter.head_serving import HeadTokenizer, classify, embed, word_entities
 from exaone4.exporter.runners import OrtRunner
 
 TEXTS = ["def dumps(obj, indent=None): return json", "import os and sys", "class Quote(str): pass", "x",
@@ -49,3 +50,20 @@ def test_token_classification_equals_the_pipeline_with_word_aggregation(head_exp
         assert all(abs(g["score"] - float(e["score"])) <= 1e-4 for g, e in zip(got, expected))
         seen += len(got)
     assert seen > 0  # the random model tags something, so grouping is exercised
+
+
+def test_embeddings_pool_the_texts_own_states_as_transformers_computes_them(head_exports):
+    """Right-padded rows cut to their own tokens equal transformers' states of each text alone; last / mean / normalized."""
+    torch = pytest.importorskip("torch")
+    entry = head_exports[("Exaone4Model", "hybrid_gqa")]
+    _, encodings, outputs = _batch_outputs(entry, TEXTS)
+    for row, encoding in enumerate(encodings):
+        states = outputs["last_hidden_state"][row, : len(encoding.ids)]
+        with torch.no_grad():
+            expected = entry["model"](input_ids=torch.tensor([encoding.ids])).last_hidden_state[0].numpy()
+        np.testing.assert_allclose(embed(states), expected[-1], atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(embed(states, "mean"), expected.mean(0), atol=1e-4, rtol=1e-4)
+        unit = embed(states, "mean", normalize=True)
+        np.testing.assert_allclose(unit, expected.mean(0) / np.linalg.norm(expected.mean(0)), atol=1e-5)
+    with pytest.raises(InputError, match="pooling: must be one of last, mean, got 'max'"):
+        embed(states, "max")

@@ -1,12 +1,13 @@
 """Head exports on the real Triton server: concurrent requests, answers equal to transformers' own.
 
-For each of sequence classification, token classification and question answering,
+For each of feature extraction (the base model), sequence classification, token
+classification and question answering,
 `exaone4-export triton` writes the python-ort repository of the ort export
 (conftest.head_exports: random transformers models carrying the bundled tokenizer);
 the real `tritonserver` (tests/triton_server.py) serves it and 8 concurrent requests
-go through its dynamic batcher. The references are transformers' text-classification
-and token-classification pipelines (aggregation "first") on the same model and
-tokenizer; transformers 5 ships no question-answering pipeline, so QA is checked
+go through its dynamic batcher. The references are transformers' feature-extraction,
+text-classification and token-classification pipelines (aggregation "first") on the
+same model and tokenizer; transformers 5 ships no question-answering pipeline, so QA is checked
 against transformers' model logits on the tokenizer's pair encoding with the classic
 span search written out here.
 """
@@ -31,7 +32,8 @@ TEXTS = ["def dumps(obj, indent=None): return json", "import os and sys", "class
          "raise ValueError('bad input')", "for key in sorted(d): print(key)", "return a + b",
          "with open(path) as f: data = f.read()", "x"]
 QUESTIONS = [("what does it return", text) for text in TEXTS]
-EXPORTS = {"text-classification": ("Exaone4ForSequenceClassification", "llama3_hybrid"),
+EXPORTS = {"feature-extraction": ("Exaone4Model", "hybrid_gqa"),
+           "text-classification": ("Exaone4ForSequenceClassification", "llama3_hybrid"),
            "token-classification": ("Exaone4ForTokenClassification", "hybrid_gqa"),
            "question-answering": ("Exaone4ForQuestionAnswering", "llama3_hybrid")}
 
@@ -83,7 +85,13 @@ def test_concurrent_requests_get_the_reference_answers(served):
         return
     pipe, _ = _pipeline(task, entry)
     for (text,), answer in zip(requests, answers):
-        if task == "text-classification":
+        if task == "feature-extraction":  # the text's token states, and the last one as its vector (the default pooling)
+            expected = np.array(pipe(text)[0], np.float32)
+            states = answer["last_hidden_state"][0]
+            assert states.shape == expected.shape, text
+            np.testing.assert_allclose(states, expected, atol=1e-4, rtol=1e-4, err_msg=text)
+            np.testing.assert_allclose(answer["embedding"][0], expected[-1], atol=1e-4, rtol=1e-4, err_msg=text)
+        elif task == "text-classification":
             expected = pipe(text, top_k=None)
             by_label = {e["label"]: e["score"] for e in expected}
             assert answer["label"][0][0].decode() == max(by_label, key=by_label.get)
@@ -139,3 +147,13 @@ def test_check_accepts_the_repository_and_names_a_missing_tokenizer(served, tmp_
     (repo / "exaone4" / "1" / "tokenizer.json").unlink()
     result = CliRunner().invoke(main, ["triton", "--repo", str(repo), "--check"])
     assert result.exit_code == 2 and "tokenizer.json: missing" in result.output
+
+
+def test_check_names_a_wrong_pooling_parameter(head_exports, tmp_path):
+    repo = tmp_path / "repo"
+    assert CliRunner().invoke(main, ["triton", str(head_exports[EXPORTS["feature-extraction"]]["ort"]), "--repo", str(repo)]).exit_code == 0
+    config = repo / "exaone4" / "config.pbtxt"
+    assert 'key: "pooling", value: { string_value: "last" }' in config.read_text()
+    config.write_text(config.read_text().replace('string_value: "last"', 'string_value: "max"'))
+    result = CliRunner().invoke(main, ["triton", "--repo", str(repo), "--check"])
+    assert result.exit_code == 2 and "parameter pooling must be one of last, mean, got 'max'" in result.output, result.output

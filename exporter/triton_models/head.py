@@ -3,6 +3,8 @@
 text-classification   text_input (string) -> label (string), scores (fp32 [num_labels])
 token-classification  text_input (string) -> entities (string: a JSON list of word-level entities)
 question-answering    question, context (string) -> answer (string), score (fp32)
+feature-extraction    text_input (string) -> last_hidden_state (fp32 [tokens, hidden]), embedding (fp32 [hidden]),
+                      pooled as config.pbtxt's parameters say: pooling last | mean, normalize true | false
 
 Dynamic batching is on: Triton hands `execute` several requests at once, which are
 tokenized, right-padded into one batch and sent to the graph in one BLS call. This
@@ -23,6 +25,7 @@ from exaone4.exporter.head_serving import (  # noqa: E402
     HeadTokenizer,
     best_answer,
     classify,
+    embed,
     entities_json,
     word_entities,
 )
@@ -50,6 +53,10 @@ class TritonPythonModel:
             self.spec = json.load(f)
         self.tokenizer = HeadTokenizer.open(here, self.spec["pad_token_id"])
         self.labels = self.spec.get("labels") or []
+        parameters = json.loads(args["model_config"]).get("parameters", {})
+        knob = {key: value.get("string_value", "") for key, value in parameters.items()}
+        self.pooling, self.normalize = knob.get("pooling", "last"), knob.get("normalize", "false") == "true"
+        embed(np.zeros((1, 1), np.float32), self.pooling)  # an unknown pooling fails the load, naming the parameter
 
     def execute(self, requests):
         responses, encoded = [None] * len(requests), []
@@ -98,6 +105,10 @@ class TritonPythonModel:
         elif task == "token-classification":
             entities = word_entities(text, encoding, outputs["logits"][row], self.labels, self.tokenizer)
             tensors = [pb_utils.Tensor("entities", _string(entities_json(entities)))]
+        elif task == "feature-extraction":
+            states = outputs["last_hidden_state"][row, : len(encoding.ids)]  # right-padded: the text's own tokens
+            vector = embed(states, self.pooling, self.normalize)
+            tensors = [pb_utils.Tensor("last_hidden_state", states[None]), pb_utils.Tensor("embedding", vector[None])]
         else:
             answer, score = best_answer(text, encoding, outputs["start_logits"][row], outputs["end_logits"][row])
             tensors = [pb_utils.Tensor("answer", _string(answer)), pb_utils.Tensor("score", np.array([[score]], np.float32))]
