@@ -295,12 +295,14 @@ def inspect_engine(engine_dir, as_json) -> None:
 @click.option("--max-context", type=int, default=None, help="Resident engine: positions per slot [the export's].")
 @click.option("--max-queue", type=int, default=None, help="Resident engine: requests waiting for a slot before refusing [64].")
 @click.option("--prefill-chunk", type=int, default=None, help="Resident engine: prompt tokens prefilled per step [256].")
+@click.option("--prefill-stall", type=int, default=None,
+              help="Resident engine: while streams decode, a step's prefill takes about this many decode steps' time; 0: whole chunks [1].")
 @click.option("--threads", type=int, default=None, help="Resident engine: onnxruntime intra-op threads [its default].")
 @click.option("--check", is_flag=True, help="Validate REPO instead of writing it.")
 @click.option("--force", is_flag=True, help="Overwrite a directory that is not a repository of this tool.")
 @reports_bad_input
-def triton(source, repo, runtime, python_env, instances, max_batch, max_context, max_queue, prefill_chunk, threads, check,
-           force) -> None:
+def triton(source, repo, runtime, python_env, instances, max_batch, max_context, max_queue, prefill_chunk, prefill_stall, threads,
+           check, force) -> None:
     """Write a Triton Inference Server repository from an export or engine SOURCE (or --check one)."""
     from .triton import check_repository, write_repository
 
@@ -308,7 +310,7 @@ def triton(source, repo, runtime, python_env, instances, max_batch, max_context,
         if source is None:
             raise InputError("SOURCE", "an export or engine directory is needed (or pass --check)")
         engine = _engine_knobs(source, max_batch=max_batch, max_context=max_context, max_queue=max_queue,
-                               prefill_chunk=prefill_chunk, threads=threads)
+                               prefill_chunk=prefill_chunk, prefill_stall=prefill_stall, threads=threads)
         summary = write_repository(source, repo, runtime, force=force, instances=instances, python_env=python_env,
                                    engine=engine)
         click.echo(f"wrote {', '.join(summary['models'])} ({summary['runtime']}) to {repo}", err=True)

@@ -105,8 +105,8 @@ def write_repository(source: Path, repo: Path, runtime: str | None = None, force
         raise InputError("--runtime", f"an in-place KV cache export (--kv-cache static) is served by the resident engine "
                          f"(python-ort runtime), not {runtime}")
     if engine is not None and not export.static_context:
-        raise InputError(str(source), "--max-batch, --max-queue, --prefill-chunk and --max-context size the resident engine, "
-                         "which needs an export with an in-place KV cache (--kv-cache static)")
+        raise InputError(str(source), "--max-batch, --max-queue, --prefill-chunk, --prefill-stall and --max-context size the "
+                         "resident engine, which needs an export with an in-place KV cache (--kv-cache static)")
     chat = generation_files(source)
     env = env_parameters(python_env)
     with staged_directory(Path(repo), marker="README.md", force=force) as staging:
@@ -162,7 +162,7 @@ def _models_table(memory: str | None) -> str:
 |---|---|
 | `{STREAM}` | the resident engine (decoupled): the export run by onnxruntime, a fixed pool of KV-cache slots and an \
 in-flight batching scheduler; one response per piece of text (gRPC streaming, or HTTP `generate_stream`); its \
-config.pbtxt parameters are the knobs (max_batch, max_context, max_queue, prefill_chunk, threads). {memory} |
+config.pbtxt parameters are the knobs (max_batch, max_context, max_queue, prefill_chunk, prefill_stall, threads). {memory} |
 | `{GENERATE}` | the same requests answered with the whole text and tool calls: forwarded to `{STREAM}` over BLS, so \
 plain and streaming requests batch together |
 """

@@ -37,7 +37,7 @@ def engine_config_for(export: ExportDir, asked: EngineConfig | None) -> EngineCo
     if config.max_context > slots:
         raise InputError("--max-context", f"{config.max_context} exceeds the export's in-place cache of {slots} positions")
     chunk = pool_max_chunk(export.cache_layout(), config.max_context)
-    if config.prefill_chunk > chunk:
+    if min(config.prefill_chunk, config.max_context) > chunk:  # only a ring that wraps bounds the chunk below the context
         raise InputError("--prefill-chunk", f"{config.prefill_chunk} exceeds {chunk}: the export's sliding layers keep rings, "
                          f"exact for at most {chunk} tokens a call")
     return config

@@ -43,8 +43,10 @@ class Collect(Client):
 
 
 def run(runner, layout, pool_type, context: int, requests: list[GenerationRequest], slots: int) -> tuple[list[list[int]], float]:
-    config = EngineConfig(max_batch=slots, max_context=context, max_queue=len(requests), prefill_chunk=context)
-    scheduler = Scheduler(pool_type(runner, layout, slots, context), config)
+    pool = pool_type(runner, layout, slots, context)
+    # whole prompts (a TensorRT engine's profiles take a prompt only on an empty past), as long as a wrapping ring allows
+    config = EngineConfig(max_batch=slots, max_context=context, max_queue=len(requests), prefill_chunk=pool.max_chunk, prefill_stall=0)
+    scheduler = Scheduler(pool, config)
     clients = [Collect() for _ in requests]
     for request, client in zip(requests, clients):
         scheduler.submit(request, client)

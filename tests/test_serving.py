@@ -146,6 +146,40 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_the_running_streams_keep_dec
     assert long.tokens == [40, 41, 42]
 
 
+class TimedRunner(CountingRunner):
+    """The fake model on a fake clock: a decode call takes `decode_s`, a prompt token `token_s`."""
+
+    def __init__(self, decode_s: float, token_s: float) -> None:
+        super().__init__()
+        self.now, self.decode_s, self.token_s = 0.0, decode_s, token_s
+
+    def infer_in_place(self, feeds, caches):
+        rows, tokens = feeds[INPUT_IDS].shape
+        self.now += self.decode_s if tokens == 1 else self.token_s * rows * tokens
+        return super().infer_in_place(feeds, caches)
+
+
+@pytest.mark.parametrize("stall, decode_s, chunks", [
+    (2, 1 / 8, [16, 32, 32, 32]),  # 2 decode steps' time at 1/128 s a token: 32 tokens a step, after a 16-token probe
+    (2, 1 / 32, [16, 16, 16, 16]),  # 8 tokens would fit: never below MIN_CHUNK
+    (0, 1 / 8, [64, 64, 64, 64]),  # off: whole chunks
+])
+def test_while_streams_decode_a_step_prefills_what_fits_in_the_stall_budget(stall, decode_s, chunks):
+    runner = TimedRunner(decode_s=decode_s, token_s=1 / 128)
+    config = EngineConfig(max_batch=2, max_context=512, max_queue=2, prefill_chunk=64, prefill_stall=stall)
+    scheduler = Scheduler(SlotPool(runner, FAKE_LAYOUT, 2, 512), config, clock=lambda: runner.now)
+    scheduler.submit(GenerationRequest((1,), 100), Recorder())
+    scheduler.step()
+    scheduler.step()  # a decode step measured
+    scheduler.submit(GenerationRequest(tuple(range(300)), 2), Recorder())
+    prefilled = []
+    for _ in chunks:
+        runner.calls.clear()
+        scheduler.step()
+        prefilled.append(sum(rows * tokens for rows, tokens in runner.calls if tokens > 1))
+    assert prefilled == chunks
+
+
 def test_short_prompts_share_one_steps_budget():
     runner = CountingRunner()
     scheduler = fake_scheduler(runner, max_batch=4, prefill_chunk=8)
@@ -227,7 +261,7 @@ def test_a_context_shorter_than_the_ring_keeps_full_rows_and_any_chunk():
     pool = SlotPool(CountingRunner(), layout, 2, 200)
     assert pool_lengths(layout, 200) == [200, 200] and pool.max_chunk == 200
     assert pool.nbytes == pool_bytes(layout, 2, 200) == 2 * 400 * 2 * 2 * 4
-    Scheduler(pool, EngineConfig(max_batch=2, max_context=200, prefill_chunk=200))
+    Scheduler(pool, EngineConfig(max_batch=2, max_context=200, prefill_chunk=256))  # no chunk can exceed the context anyway
 
 
 def test_engine_config_knobs_are_checked():
@@ -315,7 +349,8 @@ def reference():
 def serve(export: ExportDir, requests: list[GenerationRequest], max_batch: int, prefill_chunk: int = 16,
           max_context: int = 256) -> list[list[int]]:
     """Run requests through a fresh engine, all submitted at once; their tokens."""
-    config = EngineConfig(max_batch=max_batch, max_context=max_context, max_queue=len(requests), prefill_chunk=prefill_chunk)
+    config = EngineConfig(max_batch=max_batch, max_context=max_context, max_queue=len(requests), prefill_chunk=prefill_chunk,
+                          prefill_stall=0)  # chunk boundaries the prompt's alone, so alone and batched compute alike
     with OrtRunner(export.model_path) as runner:
         scheduler = Scheduler(SlotPool(runner, export.cache_layout(), max_batch, max_context), config)
         clients = [Recorder() for _ in requests]
@@ -433,7 +468,7 @@ def test_the_same_scheduler_over_a_growing_cache_runner(tiny_exports, chat, refe
     """GrowingSlotPool: the full-cache ort export (as a TensorRT engine would be driven) gives the reference's greedy tokens."""
     export = ExportDir.open(tiny_exports["ort"])
     prompts = [chat.prompt_ids([{"role": "user", "content": p}]) for p in PROMPTS[:4]]
-    config = EngineConfig(max_batch=3, max_context=256, max_queue=4, prefill_chunk=256)  # whole prompts, as engine profiles need
+    config = EngineConfig(max_batch=3, max_context=256, max_queue=4, prefill_chunk=256, prefill_stall=0)  # whole prompts, as engine profiles need
     with OrtRunner(export.model_path) as runner:
         scheduler = Scheduler(GrowingSlotPool(runner, export.cache_layout(), 3, 256), config)
         clients = [Recorder() for _ in prompts]

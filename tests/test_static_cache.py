@@ -200,7 +200,7 @@ def test_triton_refuses_engine_requests_it_cannot_serve(static_exports, tiny_exp
         ((tiny_exports["ort"], "--max-batch", 4), "size the resident engine, which needs an export with an in-place KV cache"),
         ((static_exports / "last", "--max-context", 200), "--max-context: 200 exceeds the export's in-place cache of 128 positions"),
         ((static_exports / "last", "--max-batch", 0), "--max-batch: must be an integer of at least 1, got 0"),
-        ((static_exports / "last", "--prefill-chunk", 300), "--prefill-chunk: 300 exceeds 256: the export's sliding layers keep rings"),
+        ((static_exports / "all", "--prefill-chunk", 300), "--prefill-chunk: 300 exceeds 256: the export's sliding layers keep rings"),
     ]
     for args, message in cases:
         result = cli("triton", *args, "--repo", tmp_path / "repo")

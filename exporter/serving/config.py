@@ -1,11 +1,14 @@
 """The engine's knobs, read from the Triton model config's parameters (written by `exaone4-export triton`).
 
-`max_batch` slots of `max_context` positions are allocated once, at load: the
-memory is `max_batch * max_context * CacheLayout.full_slot_bytes`. Requests beyond the
+`max_batch` slots of `max_context` positions are allocated once, at load (the
+memory is `slots.pool_bytes`: rings on a ring export's sliding layers). Requests beyond the
 slots wait in a queue of at most `max_queue`; past that they are refused at once.
 A prompt enters the cache in chunks of `prefill_chunk` tokens, and a step prefills
 at most that many prompt tokens, so a long prompt delays the running streams by
-one chunk's compute per step, not by the whole prompt's.
+one chunk's compute per step, not by the whole prompt's. While streams decode, a
+step prefills fewer: as many tokens as the measured prefill speed fits in
+`prefill_stall` decode steps' time (Scheduler), so a running stream's gap stays
+within 1 + prefill_stall of its decode step on any hardware; 0 turns that off.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ class EngineConfig:
     max_batch: int = 8  # sequence slots (batch rows of the KV buffers)
     max_context: int = 512  # positions per slot: prompt plus generated tokens
     max_queue: int = 64  # requests waiting for a slot before new ones are refused
-    prefill_chunk: int = 256  # prompt tokens prefilled per step (and per chunk)
+    prefill_chunk: int = 256  # prompt tokens prefilled per step (and per chunk), at most
+    prefill_stall: int = 1  # while streams decode, a step's prefill takes about this many decode steps' time (0: no limit)
     threads: int = 0  # onnxruntime intra-op threads (0: onnxruntime's default)
 
     def __post_init__(self) -> None:
         for spec in fields(self):
-            value, least = getattr(self, spec.name), 0 if spec.name == "threads" else 1
+            value, least = getattr(self, spec.name), 0 if spec.name in ("threads", "prefill_stall") else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise InputError(spec.name, f"must be an integer of at least {least}, got {value!r}")
 

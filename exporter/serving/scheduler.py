@@ -4,10 +4,13 @@ One `step()`:
 1. requests whose client cancelled leave (waiting ones, and running ones: slot freed);
 2. waiting requests take free slots, oldest first (the queue is bounded: `submit`
    refuses with QueueFull when `max_queue` are already waiting);
-3. prompts enter their slots in chunks of `prefill_chunk` tokens, at most that many
-   tokens per step (at least one chunk), oldest admission first; a prompt's chunk
-   boundaries depend on the prompt alone, so its numbers do not depend on the load;
-   the last chunk's logits give the request's first token;
+3. prompts enter their slots in chunks, at most `prefill_budget()` tokens per step
+   (at least one chunk), oldest admission first; the last chunk's logits give the
+   request's first token. The budget is `prefill_chunk`, or, while streams decode,
+   what the measured prefill speed fits in `prefill_stall` decode steps' time: a
+   long prompt then costs the running streams a bounded gap per step on any
+   hardware. Chunk boundaries then depend on the load, which moves a prompt's
+   numbers at the rounding level only (prefill_stall 0 makes them the prompt's alone);
 4. one batched decode call advances every slot that has a token to feed.
 
 A request leaves its slot on a stop token, at `max_tokens`, when cancelled, or when
@@ -32,6 +35,9 @@ from ..errors import InputError
 from .config import EngineConfig
 from .requests import Client, Finish, GenerationRequest, QueueFull
 from .slots import SlotPool
+
+MIN_CHUNK = 16  # prompt tokens a step prefills at least, however slow prefill is measured to be
+SMOOTHING = 0.25  # weight of the newest sample in the measured call times
 
 
 class Observer:
@@ -68,7 +74,8 @@ class _Sequence:
 class Scheduler:
     def __init__(self, pool: SlotPool, config: EngineConfig, observer: Observer | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if config.prefill_chunk > pool.max_chunk:
+        """`clock` stamps tokens for the latency metrics and times model calls for the prefill budget."""
+        if min(config.prefill_chunk, pool.max_context) > pool.max_chunk:  # a wrapping ring's bound
             raise InputError("prefill_chunk", f"{config.prefill_chunk} tokens a call exceeds the {pool.max_chunk} this cache takes "
                              "(a sliding layer's ring is exact for that many on top of its past)")
         self.pool = pool
@@ -79,6 +86,8 @@ class Scheduler:
         self._prefilling: list[_Sequence] = []  # admitted, prompt not wholly cached; admission order
         self._decoding: list[_Sequence] = []
         self._wake = threading.Condition()
+        self._decode_s = 0.0  # a decode step's time, smoothed (0: not measured yet)
+        self._token_s = 0.0  # a prefilled token's time, smoothed
 
     # ------------------------------------------------------------------ any thread
 
@@ -163,19 +172,35 @@ class Scheduler:
             sequence.slot = self.pool.acquire()
             self._prefilling.append(sequence)
 
+    def prefill_budget(self) -> int:
+        """Prompt tokens this step may prefill: prefill_chunk; while streams decode, no more than the measured
+        prefill speed fits in prefill_stall decode steps' time (and at least MIN_CHUNK, so prompts advance)."""
+        full, stall = self.config.prefill_chunk, self.config.prefill_stall
+        if not (stall and self._decoding and self._decode_s):
+            return full
+        if not self._token_s:  # prefill speed not measured yet: a small chunk measures it
+            return min(full, MIN_CHUNK)
+        # the time per token includes the call's fixed cost at the current size, so this converges on the
+        # chunk whose whole call takes stall decode steps
+        return min(full, max(MIN_CHUNK, int(stall * self._decode_s / self._token_s)))
+
     def _prefill(self) -> bool:
-        budget, ran = self.config.prefill_chunk, False
+        limit = self.prefill_budget()
+        budget, ran = limit, False
         for sequence in list(self._prefilling):
             prompt = sequence.request.prompt
             while sequence.cached < len(prompt):
-                chunk = prompt[sequence.cached : sequence.cached + self.config.prefill_chunk]
+                chunk = prompt[sequence.cached : sequence.cached + limit]
                 if ran and len(chunk) > budget:
                     return ran
+                started = self.clock()
                 try:
                     logits = self.pool.append(sequence.slot, np.asarray(chunk, np.int64))
                 except Exception as exc:  # this prompt's call failed: it alone leaves
                     self._finish(sequence, Finish.ERROR, f"prefill failed: {exc}")
                     break
+                if len(chunk) >= MIN_CHUNK:  # a shorter call's time is mostly the fixed cost of any call
+                    self._token_s = _smoothed(self._token_s, (self.clock() - started) / len(chunk))
                 budget, ran = budget - len(chunk), True
                 sequence.cached += len(chunk)
             else:
@@ -188,12 +213,14 @@ class Scheduler:
         batch = [s for s in self._decoding if s.next_token >= 0]
         if not batch:
             return False
+        started = self.clock()
         try:
             logits = self.pool.decode([s.slot for s in batch], [s.next_token for s in batch])
         except Exception as exc:  # the call failed: the requests in it leave, the engine carries on
             for sequence in batch:
                 self._finish(sequence, Finish.ERROR, f"decode failed: {exc}")
             return True
+        self._decode_s = _smoothed(self._decode_s, self.clock() - started)
         for sequence, row in zip(batch, logits):
             self._emit(sequence, row)
         return True
@@ -239,3 +266,8 @@ class Scheduler:
             sequence.client.on_finish(finish, error)
         except Exception:  # nothing more can be told to a client that fails here
             pass
+
+
+def _smoothed(previous: float, sample: float) -> float:
+    """An exponential moving average that starts at its first sample."""
+    return sample if not previous else previous + SMOOTHING * (sample - previous)

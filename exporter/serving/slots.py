@@ -145,7 +145,7 @@ class GrowingSlotPool(SlotPool):
     of the presents back. That costs a copy of the batch's cache per step, which the
     in-place pool avoids, but lets the scheduler drive any runner through `infer`.
     A TensorRT engine's profiles take a prompt only on an empty past: give such a
-    pool a `prefill_chunk` as long as the longest prompt.
+    pool a `prefill_chunk` as long as the longest prompt, and `prefill_stall` 0.
     """
 
     def append(self, slot: int, tokens: np.ndarray) -> np.ndarray:
