@@ -327,4 +327,6 @@ def test_soak_with_cancellations_leaks_no_slot_and_no_memory(server, reference):
     assert sum(cancel for *_, cancel in jobs) >= SOAK_REQUESTS // 10
     wait_idle(server)
     grown = group_rss_bytes(server.pid) - rss_before
+    print(f"soak: {SOAK_REQUESTS} requests from {SOAK_CLIENTS} clients, {sum(c for *_, c in jobs)} cancelled, "
+          f"server memory {rss_before / 2**20:.0f} MiB before, grew {grown / 2**20:+.1f} MiB")
     assert rss_before > 0 and grown < 32 << 20, f"server memory grew by {grown / 2**20:.1f} MiB over the soak"
