@@ -27,8 +27,24 @@ def _result(rows: list[dict]) -> str:
     return ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
 
 
+def _merged(rows: list[dict]) -> list[dict]:
+    """One row per (category, test, tried, expect): a test parametrized under one description counts its cases once."""
+    merged: dict[tuple, dict] = {}
+    for row in rows:
+        key = (row["category"], row["test"], row["tried"], row["expect"])
+        if key not in merged:
+            merged[key] = dict(row)
+            continue
+        into = merged[key]
+        into["cases"] += row["cases"]
+        into["seconds"] = round(into["seconds"] + row["seconds"], 2)
+        if row["outcome"] == "failed" or (row["outcome"] == "skipped" and into["outcome"] == "passed"):
+            into["outcome"] = row["outcome"]
+    return list(merged.values())
+
+
 def render(record: dict) -> str:
-    rows = sorted(record["rows"], key=lambda r: (r["category"], r["test"], r["tried"]))
+    rows = sorted(_merged(record["rows"]), key=lambda r: (r["category"], r["test"], r["tried"]))
     by_category: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_category[row["category"]].append(row)
@@ -81,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     record = json.loads(args.record.read_text())
     args.out.write_text(render(record))
-    print(f"wrote {args.out} ({len(record['rows'])} tests)", file=sys.stderr)
+    print(f"wrote {args.out} ({len(_merged(record['rows']))} tests)", file=sys.stderr)
     return 1 if any(r["outcome"] == "failed" for r in record["rows"]) else 0
 
 

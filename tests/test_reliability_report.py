@@ -35,3 +35,17 @@ def test_report_counts_cases_per_category_and_fails_on_a_failed_case(tmp_path):
     assert report.main(["--record", str(path), "-o", str(tmp_path / "r.md")]) == 1
     assert "1 FAILED" in (tmp_path / "r.md").read_text()
     assert report.main(["--record", str(tmp_path / "absent"), "-o", str(tmp_path / "r.md")]) == 2
+
+
+def test_parametrized_cases_under_one_description_are_one_row(tmp_path):
+    """A test run once per architecture with one `tried` text: one row, cases summed, a failure anywhere shown."""
+    report = load_script()
+    row = dict(category="config", tried="bad labels", expect="exit 2", test="tests/t.py::test_b", cases=1, outcome="passed",
+               seconds=0.5)
+    rows = [row, dict(row), dict(row, outcome="failed"), dict(row, tried="other")]
+    path = tmp_path / "record.json"
+    path.write_text(json.dumps({**record(), "rows": rows}))
+    assert report.main(["--record", str(path), "-o", str(tmp_path / "r.md")]) == 1
+    text = (tmp_path / "r.md").read_text()
+    assert "| config | 2 | 4 | 1 failed, 1 passed |" in text
+    assert text.count("| bad labels | 3 | exit 2 | failed |") == 1
