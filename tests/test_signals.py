@@ -18,9 +18,10 @@ from conftest import write_random_checkpoint
 
 def _default_signals() -> None:
     """SIGINT as a terminal delivers it: a parent that ignores it (SIG_IGN survives exec) would make Python
-    in the child skip its KeyboardInterrupt handler, as nohup intends. Something earlier in the full suite
-    leaves SIGINT ignored in the pytest process (the export then ran to completion); this test is about the
-    CLI's cleanup, not about its parent."""
+    in the child skip its KeyboardInterrupt handler, as nohup intends. A suite started as a background job of
+    a non-interactive shell (`cmd &`, as CI harnesses do) inherits SIGINT ignored from the very first test
+    (seen by a hook logging the handler around every test), and the export then ran to completion; this test
+    is about the CLI's cleanup, not about its parent."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
