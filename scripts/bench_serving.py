@@ -225,7 +225,7 @@ def measure_long_prompt(grpc, url: str, args) -> dict:
 
 def measure(repos: dict[str, Path], args, log_dir: Path) -> dict:
     """`--repeats` passes; each starts one repository's server at a time (order alternating between passes:
-    with both up, the engine measured 7.6 tok/s on one stream against 11.6 alone) and runs every client count on it."""
+    in one probe each, the engine made 7.6 tok/s on one stream with both up against 11.6 alone) and runs every client count on it."""
     import tritonclient.grpc as grpc
 
     rates: dict[tuple[str, int], list[float]] = {(kind, c): [] for kind in repos for c in args.clients}
