@@ -141,8 +141,12 @@ class CacheLayout:
 
     def empty(self, batch: int) -> dict[str, np.ndarray]:
         """An empty past for `batch` rows: every layer's keys and values with length 0."""
-        shape = (batch, self.num_kv_heads, 0, self.head_dim)
-        return {name: np.zeros(shape, self.dtype) for name in past_names(self.num_layers)}
+        return self.zeros(batch, [0] * self.num_layers)
+
+    def zeros(self, batch: int, lengths: list[int]) -> dict[str, np.ndarray]:
+        """Zeroed keys and values [batch, kv_heads, lengths[layer], head_dim] for every layer, by past name."""
+        return {past_name(layer, kind): np.zeros((batch, self.num_kv_heads, length, self.head_dim), self.dtype)
+                for layer, length in enumerate(lengths) for kind in KV_KINDS}
 
 
 # ----------------------------------------------------------------------------- dtypes

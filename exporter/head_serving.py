@@ -134,6 +134,18 @@ def _group(words: list[dict], tokenizer: HeadTokenizer) -> list[dict]:
             for g in groups]
 
 
+def best_span(start: np.ndarray, end: np.ndarray, real: np.ndarray, max_answer: int = MAX_ANSWER) -> tuple[int, int]:
+    """(i, j) maximising start[i] + end[j] over real positions with i <= j < i + max_answer (on logits, this is
+    the span with the highest start_prob * end_prob for probabilities over those positions)."""
+    positions = np.flatnonzero(real)
+    s, e = np.asarray(start, np.float64)[positions], np.asarray(end, np.float64)[positions]
+    scores = s[:, None] + e[None, :]
+    offset = positions[None, :] - positions[:, None]  # j - i, in token positions
+    scores = np.where((offset >= 0) & (offset < max_answer), scores, -np.inf)
+    i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    return int(positions[i]), int(positions[j])
+
+
 def best_answer(context: str, encoding: Encoded, start: np.ndarray, end: np.ndarray, max_answer: int = MAX_ANSWER) -> tuple[str, float]:
     """(answer text, score) of a question + context pair: the context span (i <= j < i + max_answer) with the
     highest start_prob[i] * end_prob[j], probabilities over the context's tokens."""
@@ -141,11 +153,10 @@ def best_answer(context: str, encoding: Encoded, start: np.ndarray, end: np.ndar
     if not context_tokens.any():
         return "", 0.0
     n = len(encoding.ids)
+    i, j = best_span(start[:n], end[:n], context_tokens, max_answer)
     start_p = softmax(np.where(context_tokens, np.asarray(start, np.float64)[:n], -np.inf))
     end_p = softmax(np.where(context_tokens, np.asarray(end, np.float64)[:n], -np.inf))
-    scores = np.triu(np.outer(start_p, end_p)) - np.triu(np.outer(start_p, end_p), max_answer)
-    i, j = np.unravel_index(int(scores.argmax()), scores.shape)
-    return context[encoding.offsets[i][0] : encoding.offsets[j][1]], float(scores[i, j])
+    return context[encoding.offsets[i][0] : encoding.offsets[j][1]], float(start_p[i] * end_p[j])
 
 
 def embed(states: np.ndarray, pooling: str = "last", normalize: bool = False) -> np.ndarray:

@@ -96,15 +96,6 @@ class KVCacheSession:
         self.mask = np.zeros((input_ids.shape[0], 0), np.int64)
         return self.step(input_ids, mask)
 
-    def _allocate(self, batch: int, prompt: int) -> dict[str, np.ndarray]:
-        """Zeroed buffers [B, KV, slots, D] per layer: max_context slots, or a ring's (sized for this prompt)."""
-        layout, caches = self.layout, {}
-        for layer in range(layout.num_layers):
-            slots = layout.ring_slots(layer, prompt) or self.max_context
-            for kind in KV_KINDS:
-                caches[past_name(layer, kind)] = np.zeros((batch, layout.num_kv_heads, slots, layout.head_dim), layout.dtype)
-        return caches
-
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """One new token per row ([B] or [B, 1]); returns logits [B, 1, vocab]."""
         tokens = np.asarray(tokens, np.int64).reshape(-1, 1)
@@ -161,12 +152,8 @@ class StaticKVCacheSession:
 
     def _allocate(self, batch: int, prompt: int) -> dict[str, np.ndarray]:
         """Zeroed buffers [B, KV, slots, D] per layer: max_context slots, or a ring's (sized for this prompt)."""
-        layout, caches = self.layout, {}
-        for layer in range(layout.num_layers):
-            slots = layout.ring_slots(layer, prompt) or self.max_context
-            for kind in KV_KINDS:
-                caches[past_name(layer, kind)] = np.zeros((batch, layout.num_kv_heads, slots, layout.head_dim), layout.dtype)
-        return caches
+        layout = self.layout
+        return layout.zeros(batch, [layout.ring_slots(layer, prompt) or self.max_context for layer in range(layout.num_layers)])
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """One new token per row ([B] or [B, 1]); returns logits [B, 1, vocab]."""

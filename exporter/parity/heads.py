@@ -9,7 +9,7 @@ Each backend (the export in onnxruntime, the checkpoint in transformers' own cla
 gets the reference's feeds; every output is compared where real tokens are (all rows
 for a sequence classifier's pooled logits): max abs / rel error and cosine, plus what a
 user of the head sees: label agreement (argmax per row or per token) for classifiers,
-span agreement (the best answer span, start <= end within MAX_ANSWER tokens) for QA.
+span agreement (the best answer span, start <= end within head_serving.MAX_ANSWER tokens) for QA.
 The bounds are the precision's row of tolerances.py: logits_rel, cosine, and top1 for the
 agreements.
 """
@@ -21,13 +21,12 @@ from collections.abc import Callable
 import numpy as np
 
 from ..contract import ATTENTION_MASK, END_LOGITS, INPUT_IDS, START_LOGITS
+from ..head_serving import best_span
 from ..heads import CLASSIFIERS, Head
 from ..runners import Runner
 from .metrics import tensor_errors
 from .scenarios import FIRST_ORDINARY_TOKEN
 from .tolerances import Tolerance
-
-MAX_ANSWER = 15  # tokens in an answer span, as transformers' question-answering pipeline caps it
 
 
 def head_scenarios(vocab: int, window: int | None, context: int, pad_token_id: int | None, seed: int = 0) -> list[dict]:
@@ -88,17 +87,6 @@ def _agreement(head: Head, expected: dict, got: dict, rows: np.ndarray) -> dict 
                   best_span(got[START_LOGITS][b], got[END_LOGITS][b], rows[b])) for b in range(rows.shape[0])]
         return {"kind": "span agreement", "value": float(np.mean([a == b for a, b in spans])), "compared": len(spans)}
     return None
-
-
-def best_span(start: np.ndarray, end: np.ndarray, real: np.ndarray, max_answer: int = MAX_ANSWER) -> tuple[int, int]:
-    """(i, j) maximising start[i] + end[j] over real positions with i <= j < i + max_answer."""
-    positions = np.flatnonzero(real)
-    s, e = start[positions], end[positions]
-    scores = s[:, None] + e[None, :]
-    offset = positions[None, :] - positions[:, None]  # j - i, in token positions
-    scores = np.where((offset >= 0) & (offset < max_answer), scores, -np.inf)
-    i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
-    return int(positions[i]), int(positions[j])
 
 
 def run_head_scenarios(head: Head, reference: Runner, backends: dict[str, Runner], scenarios: list[dict],

@@ -35,12 +35,10 @@ import numpy as np
 from ..contract import (
     ATTENTION_MASK,
     INPUT_IDS,
-    KV_KINDS,
     LOGITS,
     POSITION_IDS,
     RING_CHUNK,
     CacheLayout,
-    past_name,
     present_for,
 )
 from ..session import Runner
@@ -67,11 +65,7 @@ class SlotPool:
     def __init__(self, runner: Runner, layout: CacheLayout, max_batch: int, max_context: int) -> None:
         self.runner = runner
         self.max_context = max_context
-        self.caches = {}
-        for layer, length in enumerate(pool_lengths(layout, max_context)):
-            shape = (max_batch, layout.num_kv_heads, length, layout.head_dim)
-            for kind in KV_KINDS:
-                self.caches[past_name(layer, kind)] = np.zeros(shape, layout.dtype)
+        self.caches = layout.zeros(max_batch, pool_lengths(layout, max_context))
         self.max_chunk = pool_max_chunk(layout, max_context)
         self.filled = np.zeros(max_batch, np.int64)  # tokens held by each slot
         self._free = list(range(max_batch))
